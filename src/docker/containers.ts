@@ -1,0 +1,119 @@
+import type Docker from 'dockerode';
+import { engineMessage, followStream, statusOf } from './engine.js';
+
+/** Every container a build creates carries these, so leftovers of a dead server can be found. */
+export const LABELS = {
+  build: 'io.buildbot.build',
+  service: 'io.buildbot.service',
+  role: 'io.buildbot.role',
+} as const;
+
+/** The containers of one build; removeAll() runs on every exit path, success, failure or abort. */
+export class BuildContainers {
+  private readonly live = new Set<Docker.Container>();
+
+  constructor(
+    private readonly docker: Docker,
+    private readonly labels: Record<string, string>,
+  ) {}
+
+  async create(role: string, options: Docker.ContainerCreateOptions): Promise<Docker.Container> {
+    const container = await this.docker.createContainer({
+      ...options,
+      Labels: { ...options.Labels, ...this.labels, [LABELS.role]: role },
+    });
+    this.live.add(container);
+    return container;
+  }
+
+  async remove(container: Docker.Container): Promise<void> {
+    this.live.delete(container);
+    await removeContainer(container);
+  }
+
+  async removeAll(): Promise<void> {
+    const all = [...this.live];
+    this.live.clear();
+    await Promise.all(all.map(removeContainer));
+  }
+}
+
+export async function removeContainer(container: Docker.Container): Promise<void> {
+  try {
+    await container.remove({ force: true, v: true });
+  } catch (err) {
+    // Gone already, or removal already under way: either way it will not remain.
+    if (![304, 404, 409].includes(statusOf(err) ?? 0)) throw err;
+  }
+}
+
+interface Sink {
+  write(chunk: Buffer): boolean;
+  once(event: 'drain', listener: () => void): unknown;
+}
+
+/**
+ * Splits the engine's multiplexed attach stream (8-byte header: stream type, size) into
+ * stdout and stderr. Unlike docker-modem's demuxStream it honours backpressure: when a
+ * target is full the engine stream is paused until it drains.
+ */
+export function demux(source: NodeJS.ReadableStream, stdout: Sink, stderr: Sink): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let buffered: Buffer = Buffer.alloc(0);
+    source.on('data', (chunk: Buffer) => {
+      buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
+      let blocked: Sink | undefined;
+      while (buffered.length >= 8) {
+        const size = buffered.readUInt32BE(4);
+        if (buffered.length < 8 + size) break;
+        const target = buffered[0] === 2 ? stderr : stdout;
+        if (!target.write(buffered.subarray(8, 8 + size))) blocked = target;
+        buffered = buffered.subarray(8 + size);
+      }
+      if (blocked) {
+        source.pause();
+        blocked.once('drain', () => source.resume());
+      }
+    });
+    source.on('end', () => resolve());
+    source.on('close', () => resolve());
+    source.on('error', reject);
+  });
+}
+
+/** Starts a created container with its output attached and returns its exit code once all output is out. */
+export async function runAttached(container: Docker.Container, stdout: Sink, stderr: Sink, signal: AbortSignal): Promise<number> {
+  const stream = await container.attach({ stream: true, stdout: true, stderr: true, abortSignal: signal } as Docker.ContainerAttachOptions);
+  const drained = demux(stream, stdout, stderr);
+  await container.start();
+  const result = (await container.wait({ abortSignal: signal } as object)) as { StatusCode: number; Error?: { Message?: string } };
+  await drained;
+  if (result.Error?.Message) throw new Error(`the container failed: ${result.Error.Message}`);
+  return result.StatusCode;
+}
+
+/** Makes sure an image is on the engine, pulling it when it is not, as `docker run` would. */
+export async function ensureImage(
+  docker: Docker,
+  ref: string,
+  role: string,
+  auth: Docker.AuthConfig | undefined,
+  signal: AbortSignal,
+  onProgress: (line: string) => void,
+  onMissing: (detail: string) => Error,
+): Promise<void> {
+  try {
+    await docker.getImage(ref).inspect();
+    return;
+  } catch (err) {
+    if (statusOf(err) !== 404) throw err;
+  }
+  onProgress(`${role} image ${ref} is not on the engine; pulling it`);
+  try {
+    const stream = await docker.pull(ref, { authconfig: auth, abortSignal: signal } as object);
+    await followStream(stream, () => {});
+  } catch (err) {
+    if (signal.aborted) throw err;
+    throw onMissing(engineMessage(err));
+  }
+}

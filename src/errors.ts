@@ -1,0 +1,96 @@
+/**
+ * The catalogue of errors a build can end with. Every error carries a stable code,
+ * a message that names what was wrong and what to do, and the exit code the caller sees.
+ *
+ * Exit codes: 2 when the request itself is wrong (flags, credentials, key, revision);
+ * 1 for every other failure; a build.sh or test failure passes its own code through.
+ */
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_CANCELLED = 130;
+
+export class BuildError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly exitCode: number = EXIT_FAILURE,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'BuildError';
+  }
+}
+
+export const isBuildError = (err: unknown): err is BuildError => err instanceof BuildError;
+
+export const errors = {
+  usage: (problem: string) => new BuildError('EUSAGE', problem, EXIT_USAGE),
+  invalidInput: (problem: string) => new BuildError('EINVALID', problem, EXIT_USAGE),
+
+  registryAuth: (registry: string, user: string, detail: string) =>
+    new BuildError(
+      'EREGISTRYAUTH',
+      `registry ${registry} refused the login of user "${user}" (${detail}); check the username and password in --docker_login_cmd`,
+      EXIT_USAGE,
+    ),
+  registryUnreachable: (registry: string, detail: string) =>
+    new BuildError('EREGISTRYUNREACHABLE', `cannot reach registry ${registry} to check the login: ${detail}`),
+
+  engineUnreachable: (where: string, detail: string) =>
+    new BuildError(
+      'EENGINE',
+      `cannot reach the Docker engine at ${where} (${detail}); start dockerd, or mount its socket into the server's container with -v /var/run/docker.sock:/var/run/docker.sock`,
+    ),
+
+  repoAuth: (repo: string) =>
+    new BuildError(
+      'EREPOAUTH',
+      `the git host refused the key for ${repo}; give a deploy key with read access to that repository in --repo_auth_key (base64 of the private key file)`,
+      EXIT_USAGE,
+    ),
+  repoNotFound: (repo: string, detail: string) =>
+    new BuildError('EREPONOTFOUND', `repository ${repo} was not found (${detail}); check --repo`, EXIT_USAGE),
+  repoUnreachable: (repo: string, detail: string) =>
+    new BuildError('EREPOUNREACHABLE', `cannot reach the host of ${repo}: ${detail}`),
+  hostKeyChanged: (host: string, knownHostsFile: string) =>
+    new BuildError(
+      'EHOSTKEYCHANGED',
+      `the SSH host key of ${host} is not the one pinned on the first build of this service; if the git host really changed its key, ask the server's operator to delete ${knownHostsFile}, otherwise someone may be impersonating the git host`,
+    ),
+  unknownRevision: (revision: string, repo: string) =>
+    new BuildError(
+      'EUNKNOWNREVISION',
+      `revision "${revision}" does not exist in ${repo}; give a commit SHA, a branch or a tag that has been pushed`,
+      EXIT_USAGE,
+    ),
+  vcs: (what: string, detail: string) => new BuildError('EVCS', `${what} failed: ${detail}`),
+
+  missingDockerfile: (revision: string) =>
+    new BuildError(
+      'ENODOCKERFILE',
+      `there is no Dockerfile at the root of the repository at ${revision}; buildbot builds the image from ./Dockerfile, so add one`,
+    ),
+  buildScriptWithoutImage: () =>
+    new BuildError(
+      'ENOBUILDIMAGE',
+      'build.sh has no "#build_inside_docker_image=IMAGE" line; add one naming the builder image, e.g. #build_inside_docker_image=node:20',
+    ),
+  badTestEntrypoint: (detail: string) =>
+    new BuildError('ETESTENTRYPOINT', `the #test_in_container_entrypoint line of the Dockerfile cannot be read: ${detail}`),
+
+  imageMissing: (image: string, role: string, detail: string) =>
+    new BuildError(
+      'EIMAGEMISSING',
+      `the ${role} image ${image} is not on this Docker engine and could not be pulled (${detail}); push it to a registry the engine can reach, or load it into the engine`,
+    ),
+  buildScriptFailed: (exitCode: number) =>
+    new BuildError('EBUILDSCRIPT', `build.sh exited with code ${exitCode}; its output is above`, exitCode),
+  imageBuild: (detail: string) =>
+    new BuildError('EIMAGEBUILD', `docker build failed: ${detail}`),
+  testFailed: (exitCode: number) =>
+    new BuildError('ETEST', `the in-image test exited with code ${exitCode}; nothing was pushed`, exitCode),
+  push: (ref: string, detail: string) => new BuildError('EPUSH', `pushing ${ref} failed: ${detail}`),
+
+  cancelled: () => new BuildError('ECANCELLED', 'build cancelled; its containers were removed', EXIT_CANCELLED),
+};

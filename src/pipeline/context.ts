@@ -1,0 +1,51 @@
+import type Docker from 'dockerode';
+import type { Config } from '../config.js';
+import type { BuildContainers } from '../docker/containers.js';
+import type { UserOutput } from '../io/output.js';
+import type { BuildRequest } from '../request/types.js';
+
+/** The server log: one line per event, never build output or secrets. */
+export type ServerLog = (event: string, fields?: Record<string, unknown>) => void;
+
+/** What the steps of one build share. Steps fill in the later fields in order. */
+export interface BuildContext {
+  readonly request: BuildRequest;
+  readonly config: Config;
+  readonly docker: Docker;
+  readonly out: UserOutput;
+  readonly signal: AbortSignal;
+  readonly log: ServerLog;
+  readonly buildId: string;
+  readonly startedAt: number;
+  readonly containers: BuildContainers;
+  /** Run in reverse order when the build ends, however it ends. */
+  readonly cleanups: Array<() => Promise<void>>;
+
+  checkoutDir?: string;
+  commit?: string;
+  metadata?: {
+    version: string;
+    builderImage?: string;
+    testEntrypoint?: string[];
+    imageFrom?: string;
+  };
+  /** The builder container whose /project is the build context, when build.sh ran. */
+  builder?: Docker.Container;
+  imageId?: string;
+  digest?: string;
+}
+
+export interface Step {
+  name: string;
+  /** The header's text after the step name. */
+  describe(ctx: BuildContext): string;
+  run(ctx: BuildContext): Promise<void>;
+}
+
+/** Push and pull credentials in the engine's form. */
+export function authConfig(ctx: BuildContext): Docker.AuthConfig | undefined {
+  const { login, server } = ctx.request.registry;
+  // The engine names Docker Hub by its old v1 address.
+  const serveraddress = server === 'docker.io' ? 'https://index.docker.io/v1/' : server;
+  return login ? { username: login.username, password: login.password, serveraddress } : undefined;
+}

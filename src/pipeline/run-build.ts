@@ -1,0 +1,80 @@
+import { randomBytes } from 'node:crypto';
+import type Docker from 'dockerode';
+import { loadConfig, type Config } from '../config.js';
+import { BuildContainers, LABELS } from '../docker/containers.js';
+import { createDocker } from '../docker/engine.js';
+import { errors, EXIT_FAILURE, EXIT_OK, isBuildError } from '../errors.js';
+import { UserOutput, type BuildIO } from '../io/output.js';
+import { createRedactor } from '../io/redact.js';
+import type { BuildRequest } from '../request/types.js';
+import type { BuildContext, ServerLog, Step } from './context.js';
+import { elapsed, runSteps } from './runner.js';
+import { buildScriptStep } from './steps/build-script.js';
+import { checkoutStep } from './steps/checkout.js';
+import { imageStep } from './steps/image.js';
+import { loginStep } from './steps/login.js';
+import { metadataStep } from './steps/metadata.js';
+import { pushStep } from './steps/push.js';
+import { resultStep } from './steps/result.js';
+import { testStep } from './steps/test.js';
+
+export const STEPS: readonly Step[] = [loginStep, checkoutStep, metadataStep, buildScriptStep, imageStep, testStep, pushStep, resultStep];
+
+export interface BuildServices {
+  config: Config;
+  docker: Docker;
+  log: ServerLog;
+}
+
+/**
+ * Runs one build and returns its exit code. Used by the local command and the SSH server
+ * alike; output goes only through the request's redacting writer. Aborting the signal
+ * stops git, removes every container of the build and pushes nothing more.
+ */
+export async function runBuild(request: BuildRequest, io: BuildIO, signal: AbortSignal, services?: BuildServices): Promise<number> {
+  const config = services?.config ?? loadConfig({});
+  const redactor = createRedactor(request.secrets);
+  const log: ServerLog = services?.log ?? (() => {});
+  const buildId = randomBytes(6).toString('hex');
+  const docker = services?.docker ?? createDocker(config);
+  const ctx: BuildContext = {
+    request, config, docker, signal, buildId, log,
+    out: new UserOutput(io, redactor),
+    startedAt: Date.now(),
+    containers: new BuildContainers(docker, { [LABELS.build]: buildId, [LABELS.service]: request.serviceId }),
+    cleanups: [],
+  };
+  log('build-start', { build: buildId, service: request.serviceId, revision: request.revision, image: request.image, tags: request.tags.join(',') });
+  let exitCode = EXIT_OK;
+  try {
+    await runSteps(ctx, STEPS);
+  } catch (err) {
+    const failure = signal.aborted ? errors.cancelled() : err;
+    exitCode = isBuildError(failure) ? failure.exitCode : EXIT_FAILURE;
+    if (isBuildError(failure)) {
+      ctx.out.errorLine(`error: ${failure.message}`);
+    } else {
+      // Unknown errors: the message to the user, the stack only to the server log.
+      const message = failure instanceof Error ? failure.message : String(failure);
+      ctx.out.errorLine(`error: unexpected failure: ${message.split('\n')[0]}; the server log has the details`);
+      log('build-internal-error', { build: buildId, stack: redactor.redact(failure instanceof Error ? failure.stack ?? message : message) });
+    }
+  } finally {
+    await cleanUp(ctx);
+  }
+  log('build-end', { build: buildId, service: request.serviceId, exit: exitCode, duration_ms: Date.now() - ctx.startedAt });
+  if (exitCode !== EXIT_OK) ctx.out.line(`${elapsed(ctx)} | # failed with exit code ${exitCode}`);
+  await ctx.out.close();
+  return exitCode;
+}
+
+async function cleanUp(ctx: BuildContext): Promise<void> {
+  const tasks = [() => ctx.containers.removeAll(), ...ctx.cleanups.reverse()];
+  for (const task of tasks) {
+    try {
+      await task();
+    } catch (err) {
+      ctx.log('cleanup-failed', { build: ctx.buildId, error: ctx.out.redactor.redact((err as Error).message) });
+    }
+  }
+}

@@ -1,0 +1,45 @@
+import { errors } from '../../errors.js';
+import { ensureImage, runAttached } from '../../docker/containers.js';
+import { createContextFilter } from '../../context/filter.js';
+import { packDirectory } from '../../context/tar.js';
+import { authConfig, type Step } from '../context.js';
+import { registryOf } from '../../request/validate.js';
+
+// Runs build.sh even when git lost its executable bit.
+const RUN_BUILD_SCRIPT = 'if [ -x ./build.sh ]; then exec ./build.sh; else exec sh ./build.sh; fi';
+
+/**
+ * Runs ./build.sh in the builder image with the source at /project. Files go in and out
+ * as tar streams, never bind mounts, so this works when the server itself runs in a
+ * container or talks to a remote engine. The container gets no Docker socket and no key.
+ */
+export const buildScriptStep: Step = {
+  name: 'build.sh',
+  describe: ({ metadata }) => (metadata?.builderImage ? `./build.sh in ${metadata.builderImage}` : 'none; the repository is the build context'),
+  async run(ctx) {
+    const image = ctx.metadata?.builderImage;
+    if (!image) return;
+    const sameRegistry = registryOf(image) === ctx.request.registry.server;
+    await ensureImage(ctx.docker, image, 'builder', sameRegistry ? authConfig(ctx) : undefined, ctx.signal,
+      (line) => ctx.out.line(line), (detail) => errors.imageMissing(image, 'builder', detail));
+
+    const container = await ctx.containers.create('builder', {
+      Image: image,
+      Entrypoint: ['/bin/sh', '-c', RUN_BUILD_SCRIPT],
+      Cmd: [],
+      WorkingDir: '/project',
+      Env: [
+        `BUILDBOT_SERVICE_ID=${ctx.request.serviceId}`,
+        `BUILDBOT_REVISION=${ctx.commit}`,
+        `BUILDBOT_VERSION=${ctx.metadata!.version}`,
+      ],
+      AttachStdout: true,
+      AttachStderr: true,
+      HostConfig: { NetworkMode: ctx.config.buildNetwork },
+    });
+    await container.putArchive(packDirectory(ctx.checkoutDir!, createContextFilter(undefined), 'project'), { path: '/', abortSignal: ctx.signal } as object);
+    const code = await runAttached(container, ctx.out.stdout, ctx.out.stderr, ctx.signal);
+    if (code !== 0) throw errors.buildScriptFailed(code);
+    ctx.builder = container;
+  },
+};

@@ -1,0 +1,29 @@
+import { errors } from '../../errors.js';
+import { asEngineError, engineMessage } from '../../docker/engine.js';
+import { authConfig, type Step } from '../context.js';
+
+/** Checks the registry credentials before anything else, so a wrong password costs no clone. */
+export const loginStep: Step = {
+  name: 'login',
+  describe: ({ request: { registry } }) =>
+    registry.login ? `checking the login of ${registry.login.username} at ${registry.server}` : `no credentials given; pushing to ${registry.server} without a login`,
+  async run(ctx) {
+    try {
+      await ctx.docker.ping();
+    } catch (err) {
+      throw asEngineError(err, ctx.config);
+    }
+    const auth = authConfig(ctx);
+    if (!auth) return;
+    try {
+      await ctx.docker.checkAuth({ ...auth, abortSignal: ctx.signal });
+    } catch (err) {
+      if (ctx.signal.aborted) throw err;
+      const message = engineMessage(err);
+      if (/unauthori[sz]ed|incorrect username or password|denied|401/i.test(message)) {
+        throw errors.registryAuth(ctx.request.registry.server, ctx.request.registry.login!.username, message);
+      }
+      throw errors.registryUnreachable(ctx.request.registry.server, message);
+    }
+  },
+};

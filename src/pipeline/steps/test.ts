@@ -1,0 +1,24 @@
+import { errors } from '../../errors.js';
+import { runAttached } from '../../docker/containers.js';
+import type { Step } from '../context.js';
+
+/** Runs the Dockerfile's #test_in_container_entrypoint in the built image; nothing is pushed if it fails. */
+export const testStep: Step = {
+  name: 'test',
+  describe: ({ metadata }) => (metadata?.testEntrypoint ? metadata.testEntrypoint.join(' ') : 'none (no #test_in_container_entrypoint line in the Dockerfile)'),
+  async run(ctx) {
+    const entrypoint = ctx.metadata?.testEntrypoint;
+    if (!entrypoint) return;
+    const container = await ctx.containers.create('test', {
+      Image: ctx.imageId!,
+      Entrypoint: entrypoint,
+      Cmd: [],
+      AttachStdout: true,
+      AttachStderr: true,
+      HostConfig: { NetworkMode: ctx.config.buildNetwork },
+    });
+    const code = await runAttached(container, ctx.out.stdout, ctx.out.stderr, ctx.signal);
+    await ctx.containers.remove(container);
+    if (code !== 0) throw errors.testFailed(code);
+  },
+};

@@ -1,0 +1,179 @@
+import yargs from 'yargs';
+import { errors, isBuildError } from '../errors.js';
+import { parseDockerLoginCmd, parseLoginCache } from './docker-login.js';
+import type { BuildRequest, RegistryLogin } from './types.js';
+import {
+  decodePrivateKey, normalizeRegistry, registryOf, validateImage, validateRepoUrl,
+  validateRevision, validateServiceId, validateTags,
+} from './validate.js';
+
+/** Environment variables that may carry secrets for local runs, keeping them off argv. */
+export const SECRET_ENV = {
+  repoAuthKey: 'BUILDBOT_REPO_AUTH_KEY',
+  loginCmd: 'BUILDBOT_DOCKER_LOGIN_CMD',
+  loginCache: 'BUILDBOT_DOCKER_LOGIN_CACHE',
+  registryUser: 'BUILDBOT_REGISTRY_USERNAME',
+  registryPassword: 'BUILDBOT_REGISTRY_PASSWORD',
+} as const;
+
+export type ParsedCommand = { kind: 'help'; text: string } | { kind: 'build'; request: BuildRequest };
+
+const FLAGS = {
+  service_id: { type: 'string', describe: 'names the clone cache of this service (letters, digits, . _ -)' },
+  repo: { type: 'string', describe: 'repository to build: ssh://…, user@host:path or https://…' },
+  vcs: { type: 'string', describe: 'git or hg (default: hg for ssh://hg@… URLs, git otherwise)' },
+  repo_auth_key: { type: 'string', describe: `base64 of the deploy key's private key file (env ${SECRET_ENV.repoAuthKey})` },
+  revision: { type: 'string', describe: 'commit SHA (full or short), branch or tag' },
+  image: { type: 'string', describe: 'image repository to push, e.g. registry.example.com/api' },
+  tag: { type: 'string', describe: 'tag to push; repeat it or give a comma-separated list' },
+  docker_login_cmd: { type: 'string', describe: `"docker login -u USER -p PASSWORD REGISTRY"; parsed, never run (env ${SECRET_ENV.loginCmd})` },
+  docker_login_cache: { type: 'string', describe: `base64 of "user:password", as in ~/.docker/config.json (env ${SECRET_ENV.loginCache})` },
+} as const;
+
+const REQUIRED = ['service_id', 'repo', 'revision', 'image', 'tag'] as const;
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * Parses the arguments of one buildbot.sh call. `env` holds the secret variables a local
+ * run may use; the SSH front passes none, so a client can never reach the server's own.
+ */
+export async function parseBuildCommand(argv: readonly string[], env: Env, commandName = 'buildbot.sh'): Promise<ParsedCommand> {
+  const parser = yargs()
+    .scriptName(commandName)
+    .usage(`Usage: ${commandName} --service_id ID --repo URL --revision REV --image NAME --tag TAG [options]\n\nBuilds REV of the repository into an image and pushes every tag.`)
+    .options(FLAGS)
+    .parserConfiguration({ 'camel-case-expansion': false, 'boolean-negation': false, 'dot-notation': false, 'parse-numbers': false, 'parse-positional-numbers': false })
+    .strict()
+    .help('help')
+    .alias('help', 'h')
+    .version(false)
+    .wrap(100)
+    .exitProcess(false)
+    .fail((message, err) => {
+      throw err ?? errors.usage(rewordYargsMessage(message));
+    });
+
+  let helpText: string | undefined;
+  let args: Record<string, unknown>;
+  try {
+    args = await parser.parseAsync([...argv], {}, (_err, _argv, output) => {
+      if (output) helpText = output;
+    });
+  } catch (err) {
+    if (isBuildError(err)) throw err;
+    throw errors.usage(rewordYargsMessage((err as Error).message));
+  }
+  if (helpText !== undefined) return { kind: 'help', text: helpText };
+
+  const positional = (args._ as unknown[]).map(String);
+  if (positional.length) throw errors.usage(`unexpected argument "${positional[0]}"; every value goes after its flag, e.g. --tag 1.0`);
+
+  const str = (name: keyof typeof FLAGS): string | undefined => {
+    const value = args[name];
+    if (Array.isArray(value)) {
+      if (name !== 'tag') throw errors.usage(`--${name} was given more than once`);
+      return undefined;
+    }
+    return value === undefined ? undefined : String(value);
+  };
+  for (const name of REQUIRED) {
+    if (args[name] === undefined || args[name] === '') throw errors.usage(`missing --${name}`);
+  }
+
+  const secrets: string[] = [];
+  const repo = validateRepoUrl(str('repo')!, str('vcs'));
+  secrets.push(...repo.embeddedSecrets);
+
+  const keyRaw = str('repo_auth_key') ?? env[SECRET_ENV.repoAuthKey];
+  let repoAuthKey: string | undefined;
+  if (keyRaw) {
+    const source = str('repo_auth_key') ? '--repo_auth_key' : SECRET_ENV.repoAuthKey;
+    const decoded = decodePrivateKey(keyRaw, source);
+    repoAuthKey = decoded.key;
+    secrets.push(...decoded.secrets);
+  }
+
+  const image = validateImage(str('image')!);
+  const tagValue = args.tag;
+  const tags = validateTags((Array.isArray(tagValue) ? tagValue : [tagValue]).map(String));
+  const server = registryOf(image);
+  const login = readLogin(str('docker_login_cmd') ?? env[SECRET_ENV.loginCmd], str('docker_login_cache') ?? env[SECRET_ENV.loginCache], env, server, secrets);
+
+  return {
+    kind: 'build',
+    request: {
+      serviceId: validateServiceId(str('service_id')!),
+      repo: { url: repo.url, vcs: repo.vcs, displayUrl: repo.displayUrl },
+      repoAuthKey,
+      revision: validateRevision(str('revision')!),
+      image,
+      tags,
+      registry: { server, login },
+      secrets,
+    },
+  };
+}
+
+function readLogin(cmd: string | undefined, cache: string | undefined, env: Env, imageRegistry: string, secrets: string[]): RegistryLogin | undefined {
+  // Secrets go on the list before anything can fail, so even an error quoting them is redacted.
+  for (const value of [cmd, cache]) if (value) secrets.push(value);
+  let login: RegistryLogin | undefined;
+  if (cmd) {
+    const parsed = parseDockerLoginCmd(cmd);
+    const named = parsed.server ?? 'docker.io';
+    if (normalizeRegistry(named) !== imageRegistry) {
+      throw errors.invalidInput(`--docker_login_cmd logs in to ${named}, but --image is pushed to ${imageRegistry}; log in to the registry of the image`);
+    }
+    login = { username: parsed.username, password: parsed.password };
+  } else if (cache) {
+    login = parseLoginCache(cache);
+  } else if (env[SECRET_ENV.registryPassword]) {
+    const username = env[SECRET_ENV.registryUser];
+    if (!username) throw errors.usage(`${SECRET_ENV.registryPassword} is set but ${SECRET_ENV.registryUser} is not; set both`);
+    login = { username, password: env[SECRET_ENV.registryPassword]! };
+  }
+  if (login) {
+    const pair = `${login.username}:${login.password}`;
+    secrets.push(login.password, encodeURIComponent(login.password), pair, Buffer.from(pair).toString('base64'));
+  }
+  return login;
+}
+
+function rewordYargsMessage(message: string): string {
+  const unknown = /^Unknown arguments?: (.+)$/.exec(message);
+  if (unknown) {
+    const names = unknown[1].split(', ').map((n) => n.trim());
+    return names.map((name) => {
+      const near = closest(name, Object.keys(FLAGS));
+      return `unknown flag --${name}${near ? ` (did you mean --${near}?)` : ''}`;
+    }).join('; ');
+  }
+  const missingValue = /^Not enough arguments following: (.+)$/.exec(message);
+  if (missingValue) return `--${missingValue[1]} needs a value`;
+  return message;
+}
+
+function closest(word: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const candidate of candidates) {
+    const d = editDistance(word.replace(/-/g, '_'), candidate);
+    if (d < bestDistance) [best, bestDistance] = [candidate, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length];
+}

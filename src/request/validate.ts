@@ -1,0 +1,140 @@
+import ssh2 from 'ssh2';
+import { errors } from '../errors.js';
+import type { Vcs } from './types.js';
+
+const SERVICE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export function validateServiceId(id: string): string {
+  if (!SERVICE_ID.test(id)) {
+    throw errors.invalidInput(
+      `--service_id "${id}" is not valid: use 1 to 128 letters, digits, ".", "_" or "-", starting with a letter or digit`,
+    );
+  }
+  return id;
+}
+
+const SCP_LIKE = /^(?:[A-Za-z0-9._-]+@)?([A-Za-z0-9][A-Za-z0-9.-]*):(?!\/\/)(.+)$/;
+
+export interface RepoUrl {
+  url: string;
+  vcs: Vcs;
+  displayUrl: string;
+  /** Credentials embedded in an https URL; they are secrets. */
+  embeddedSecrets: string[];
+}
+
+export function validateRepoUrl(raw: string, vcsFlag: string | undefined): RepoUrl {
+  const url = raw.trim();
+  const allowed = 'use ssh://[user@]host[:port]/path, user@host:path or https://host/path';
+  if (!url) throw errors.invalidInput(`--repo is empty; ${allowed}`);
+  if (url.startsWith('-')) throw errors.invalidInput(`--repo "${url}" starts with "-"; ${allowed}`);
+  if (/[\s\x00-\x1f\x7f]/.test(url)) throw errors.invalidInput(`--repo holds white space or control characters; ${allowed}`);
+  if (vcsFlag !== undefined && vcsFlag !== 'git' && vcsFlag !== 'hg') {
+    throw errors.invalidInput(`--vcs "${vcsFlag}" is not known; use git or hg`);
+  }
+
+  let parsed: URL | undefined;
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(url)) {
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw errors.invalidInput(`--repo "${url}" is not a valid URL; ${allowed}`);
+    }
+    if (parsed.protocol !== 'ssh:' && parsed.protocol !== 'https:') {
+      throw errors.invalidInput(`--repo "${parsed.protocol}//…" is refused: only remote repositories are built; ${allowed}`);
+    }
+    if (!parsed.hostname) throw errors.invalidInput(`--repo "${url}" names no host; ${allowed}`);
+  } else if (!SCP_LIKE.test(url) || url.includes('::')) {
+    throw errors.invalidInput(`--repo "${url}" is refused: local paths and transports like ext:: are not built; ${allowed}`);
+  }
+
+  const vcs: Vcs = (vcsFlag as Vcs | undefined) ?? (parsed?.protocol === 'ssh:' && parsed.username === 'hg' ? 'hg' : 'git');
+  const embeddedSecrets: string[] = [];
+  let displayUrl = url;
+  if (parsed?.protocol === 'https:' && (parsed.username || parsed.password)) {
+    // A token may be given as the user name alone (https://TOKEN@host/…).
+    for (const part of [parsed.username, parsed.password]) {
+      if (part) embeddedSecrets.push(part, decodeURIComponent(part));
+    }
+    const clean = new URL(url);
+    clean.username = '';
+    clean.password = '';
+    displayUrl = clean.toString();
+  }
+  return { url, vcs, displayUrl, embeddedSecrets };
+}
+
+export function validateRevision(rev: string): string {
+  if (!rev || rev.startsWith('-') || /[\s\x00-\x1f\x7f~^:?*[\\]/.test(rev) || rev.includes('..') || rev.length > 255) {
+    throw errors.invalidInput(`--revision "${rev}" is not valid; give a commit SHA, a branch or a tag`);
+  }
+  return rev;
+}
+
+// The grammar of docker/distribution's reference package, without tag and digest.
+const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+const DOMAIN = '(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:]+\\])(?::[0-9]+)?';
+const IMAGE = new RegExp(`^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+
+export function validateImage(image: string): string {
+  if (image.includes('@')) throw errors.invalidInput(`--image "${image}" holds a digest; give the repository only, e.g. registry.example.com/api`);
+  const lastSlash = image.lastIndexOf('/');
+  if (image.slice(lastSlash + 1).includes(':')) {
+    throw errors.invalidInput(`--image "${image}" holds a tag; give the repository only and the tags with --tag`);
+  }
+  if (!IMAGE.test(image) || image.length > 255) {
+    throw errors.invalidInput(`--image "${image}" is not a valid image name; use lowercase letters, digits and separators, e.g. registry.example.com/team/api`);
+  }
+  return image;
+}
+
+export function validateTags(raw: string[]): string[] {
+  const tags = raw.flatMap((t) => t.split(',')).map((t) => t.trim()).filter(Boolean);
+  if (tags.length === 0) throw errors.usage('missing --tag');
+  for (const tag of tags) {
+    if (!TAG.test(tag)) {
+      throw errors.invalidInput(`--tag "${tag}" is not a valid tag: use up to 128 letters, digits, "_", "." or "-", not starting with "." or "-"`);
+    }
+  }
+  return [...new Set(tags)];
+}
+
+/** The registry an image is pushed to, as the engine names it. */
+export function registryOf(image: string): string {
+  const first = image.split('/')[0];
+  const hasDomain = image.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
+  return hasDomain ? first : 'docker.io';
+}
+
+export function normalizeRegistry(server: string): string {
+  const bare = server.replace(/^https?:\/\//, '').replace(/\/+$/, '');
+  if (/^(index\.|registry-1\.)?docker\.io(\/v1)?$/.test(bare)) return 'docker.io';
+  return bare;
+}
+
+/** Accepts base64 of the key file (as --repo_auth_key carries it) or the key text itself. */
+export function decodePrivateKey(raw: string, source: string): { key: string; secrets: string[] } {
+  const trimmed = raw.trim();
+  let text = trimmed;
+  if (!trimmed.includes('-----BEGIN')) {
+    const compact = trimmed.replace(/\s+/g, '');
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(compact)) {
+      throw errors.invalidInput(`${source} is not base64; give base64 of the private key file, e.g. $(base64 -w0 deploy_key)`);
+    }
+    text = Buffer.from(compact, 'base64').toString('utf8');
+  }
+  text = text.replace(/\r\n/g, '\n').trim() + '\n';
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
+    throw errors.invalidInput(`${source} does not hold a private key; give base64 of the private key file (OpenSSH or PEM format), not the public key`);
+  }
+  const parsed = ssh2.utils.parseKey(text);
+  if (parsed instanceof Error) {
+    const detail = /passphrase|encrypt/i.test(parsed.message)
+      ? 'it is protected by a passphrase; give a deploy key without one'
+      : `it cannot be read (${parsed.message.replace(/\n.*/s, '')})`;
+    throw errors.invalidInput(`${source}: ${detail}`);
+  }
+  const bodyLines = text.split('\n').filter((l) => l.length >= 16 && !l.startsWith('-----'));
+  return { key: text, secrets: [raw, trimmed, text.trim(), ...bodyLines, Buffer.from(text).toString('base64')] };
+}

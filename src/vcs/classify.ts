@@ -1,0 +1,40 @@
+import { errors, type BuildError } from '../errors.js';
+
+/**
+ * Turns what git, hg or ssh printed into an error of the catalogue, so the user reads
+ * "the git host refused the key" rather than forty lines of tool output.
+ */
+export function classifyVcsFailure(output: string, ctx: { repo: string; host: string; knownHostsFile: string; what: string }): BuildError {
+  const text = output.trim();
+  if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/i.test(text)) {
+    return errors.hostKeyChanged(ctx.host, ctx.knownHostsFile);
+  }
+  if (/Permission denied \(publickey|Authentication failed|could not read Username|HTTP Basic: Access denied|authorization failed/i.test(text)) {
+    return errors.repoAuth(ctx.repo);
+  }
+  if (/Could not resolve hostname|Connection refused|Connection timed out|No route to host|Network is unreachable|Could not resolve host|Connection closed by|kex_exchange_identification/i.test(text)) {
+    return errors.repoUnreachable(ctx.repo, lastLine(text));
+  }
+  if (/does not appear to be a .* repository|Repository not found|not found|no such repository|does not exist/i.test(text)) {
+    return errors.repoNotFound(ctx.repo, lastLine(text));
+  }
+  return errors.vcs(ctx.what, lastLine(text) || 'no output');
+}
+
+function lastLine(text: string): string {
+  const lines = text.split('\n').map((l) => l.replace(/^(fatal|error|abort|remote): /i, '').trim()).filter(Boolean);
+  return lines.filter((l) => !/^(Please make sure|and the repository exists)/.test(l)).at(-1) ?? lines.at(-1) ?? '';
+}
+
+/** The host part of a repository URL, for messages. */
+export function hostOf(url: string): string {
+  try {
+    if (url.includes('://')) {
+      const u = new URL(url);
+      return u.port ? `${u.hostname}:${u.port}` : u.hostname;
+    }
+  } catch {
+    // fall through to the scp-like form
+  }
+  return url.replace(/^[^@]*@/, '').split(':')[0];
+}

@@ -1,0 +1,72 @@
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { simpleGit, type SimpleGit } from 'simple-git';
+import { looksLikeCommitId, VcsCommandError, type Repository, type VcsContext } from './types.js';
+
+// Lock files a killed git leaves behind; the service lock guarantees no git runs here now.
+const STALE_LOCKS = ['index.lock', 'HEAD.lock', 'config.lock', 'packed-refs.lock', 'shallow.lock'];
+
+export function gitRepository(ctx: VcsContext): Repository {
+  // simple-git refuses every call once its abort signal fired: one instance per build.
+  const gitAt = (baseDir: string): SimpleGit =>
+    simpleGit({
+      baseDir,
+      abort: ctx.signal,
+      config: [`core.sshCommand=${ctx.sshCommand}`, 'advice.detachedHead=false', 'gc.auto=0'],
+      unsafe: { allowUnsafeSshCommand: true },
+      // GIT_TERMINAL_PROMPT=0: an https repository without credentials fails instead of waiting at a prompt.
+      allowEnvironment: ['GIT_TERMINAL_PROMPT'],
+    } as Parameters<typeof simpleGit>[0]).env(ctx.env);
+
+  const run = async (dir: string, args: string[]): Promise<string> => {
+    try {
+      return await gitAt(dir).raw(args);
+    } catch (err) {
+      throw new VcsCommandError(`git ${args[0]}`, (err as Error).message);
+    }
+  };
+
+  const commitOf = async (dir: string, ref: string): Promise<string | undefined> => {
+    const out = await run(dir, ['rev-parse', '--verify', '--quiet', '--end-of-options', `${ref}^{commit}`]).catch(() => '');
+    return out.trim() || undefined;
+  };
+
+  return {
+    async isCloneOf(dir, url) {
+      try {
+        const top = (await gitAt(dir).raw(['rev-parse', '--show-toplevel'])).trim();
+        const origin = (await gitAt(dir).raw(['config', '--get', 'remote.origin.url'])).trim();
+        if (path.resolve(top) !== path.resolve(dir) || origin !== url) return false;
+        await Promise.all(STALE_LOCKS.map((f) => rm(path.join(dir, '.git', f), { force: true })));
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async clone(url, into) {
+      await run(path.dirname(into), ['clone', '--no-checkout', '--origin', 'origin', '--', url, into]);
+    },
+    async resolve(dir, revision) {
+      const candidates = looksLikeCommitId(revision)
+        ? [revision, `refs/remotes/origin/${revision}`, `refs/tags/${revision}`]
+        : [`refs/remotes/origin/${revision}`, `refs/tags/${revision}`];
+      for (const ref of candidates) {
+        const commit = await commitOf(dir, ref);
+        if (commit) return commit;
+      }
+      return undefined;
+    },
+    isMovable: (revision) => !looksLikeCommitId(revision),
+    async fetch(dir, _url, revision) {
+      await run(dir, ['fetch', '--prune', '--tags', '--force', 'origin', '+refs/heads/*:refs/remotes/origin/*']);
+      // A commit no branch or tag points at any more is only fetched by its full id.
+      if (/^[0-9a-f]{40}$/i.test(revision) && !(await commitOf(dir, revision))) {
+        await run(dir, ['fetch', 'origin', revision]).catch(() => undefined);
+      }
+    },
+    async checkout(dir, commit) {
+      await run(dir, ['checkout', '--force', '--detach', commit]);
+      await run(dir, ['clean', '-ffdxq']);
+    },
+  };
+}

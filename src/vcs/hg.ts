@@ -1,0 +1,53 @@
+import { spawn } from 'node:child_process';
+import { readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { looksLikeCommitId, VcsCommandError, type Repository, type VcsContext } from './types.js';
+
+// Mercurial names revisions with a query language; only plain names and ids are let through.
+const SAFE_REVISION = /^[A-Za-z0-9._/-]+$/;
+
+export function hgRepository(ctx: VcsContext): Repository {
+  const run = (cwd: string, args: string[]): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const child = spawn('hg', ['--noninteractive', '--config', `ui.ssh=${ctx.sshCommand}`, ...args], {
+        cwd, env: ctx.env, signal: ctx.signal, stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('error', (err) => reject(new VcsCommandError(`hg ${args[0]}`, err.message)));
+      child.on('close', (code) => (code === 0 ? resolve(stdout) : reject(new VcsCommandError(`hg ${args[0]}`, stderr || stdout))));
+    });
+
+  return {
+    async isCloneOf(dir, url) {
+      try {
+        const hgrc = await readFile(path.join(dir, '.hg', 'hgrc'), 'utf8');
+        if (!hgrc.split('\n').some((l) => l.replace(/\s/g, '') === `default=${url}`)) return false;
+        await run(dir, ['root']);
+        await Promise.all(['wlock', 'store/lock'].map((f) => rm(path.join(dir, '.hg', f), { force: true })));
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async clone(url, into) {
+      await run(path.dirname(into), ['clone', '--noupdate', '--', url, into]);
+    },
+    async resolve(dir, revision) {
+      if (!SAFE_REVISION.test(revision)) return undefined;
+      // A quoted string in a revset is looked up as a name, never evaluated.
+      const out = await run(dir, ['log', '--rev', `'${revision}'`, '--template', '{node}']).catch(() => '');
+      return out.trim() || undefined;
+    },
+    isMovable: (revision) => !looksLikeCommitId(revision),
+    async fetch(dir) {
+      await run(dir, ['pull']);
+    },
+    async checkout(dir, commit) {
+      await run(dir, ['update', '--clean', '--rev', commit]);
+      await run(dir, ['--config', 'extensions.purge=', 'purge', '--all']);
+    },
+  };
+}

@@ -1,0 +1,30 @@
+/** What the checkout step needs of a version control system; git and hg implement it. */
+export interface Repository {
+  /** Whether dir holds an intact clone of url (an interrupted clone or another repository does not count). */
+  isCloneOf(dir: string, url: string): Promise<boolean>;
+  clone(url: string, into: string): Promise<void>;
+  /** The full commit id the revision names in the clone, if it is there already. */
+  resolve(dir: string, revision: string): Promise<string | undefined>;
+  /** Whether a revision of this form can move (branch, tag), so it must be fetched every time. */
+  isMovable(revision: string): boolean;
+  fetch(dir: string, url: string, revision: string): Promise<void>;
+  /** Checks out the commit, discarding every change and untracked or ignored file. */
+  checkout(dir: string, commit: string): Promise<void>;
+}
+
+export interface VcsContext {
+  sshCommand: string;
+  env: Record<string, string>;
+  signal: AbortSignal;
+}
+
+export class VcsCommandError extends Error {
+  constructor(
+    readonly command: string,
+    readonly output: string,
+  ) {
+    super(`${command}: ${output}`);
+  }
+}
+
+export const looksLikeCommitId = (rev: string) => /^[0-9a-f]{7,40}$/i.test(rev);
