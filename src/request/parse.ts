@@ -51,18 +51,18 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
     .wrap(100)
     .exitProcess(false)
     .fail((message, err) => {
-      throw err ?? errors.usage(rewordYargsMessage(message));
+      throw err ?? errors.usage(rewordYargsMessage(message, argv));
     });
 
   let helpText: string | undefined;
   let args: Record<string, unknown>;
   try {
-    args = await parser.parseAsync([...argv], {}, (_err, _argv, output) => {
+    args = await parser.parseAsync(attachValues(argv), {}, (_err, _argv, output) => {
       if (output) helpText = output;
     });
   } catch (err) {
     if (isBuildError(err)) throw err;
-    throw errors.usage(rewordYargsMessage((err as Error).message));
+    throw errors.usage(rewordYargsMessage((err as Error).message, argv));
   }
   if (helpText !== undefined) return { kind: 'help', text: helpText };
 
@@ -140,10 +140,33 @@ function readLogin(cmd: string | undefined, cache: string | undefined, env: Env,
   return login;
 }
 
-function rewordYargsMessage(message: string): string {
+/**
+ * Joins each known flag with the word after it ("--repo", "-oProxyCommand=x" becomes
+ * "--repo=-oProxyCommand=x"), so a value starting with "-" reaches validation and is refused
+ * by name instead of being read as a cluster of short flags. A flag followed by another
+ * known flag is left alone and reported as missing its value.
+ */
+function attachValues(argv: readonly string[]): string[] {
+  const isFlag = (word: string | undefined) => word !== undefined && /^--?[\w-]+$/.test(word) && word.replace(/^--?/, '') in FLAGS;
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i];
+    if (isFlag(word) && i + 1 < argv.length && !isFlag(argv[i + 1]) && argv[i + 1] !== '--help' && argv[i + 1] !== '-h') {
+      out.push(`${word}=${argv[++i]}`);
+    } else {
+      out.push(word);
+    }
+  }
+  return out;
+}
+
+function rewordYargsMessage(message: string, argv: readonly string[]): string {
   const unknown = /^Unknown arguments?: (.+)$/.exec(message);
   if (unknown) {
     const names = unknown[1].split(', ').map((n) => n.trim());
+    // yargs names stray words and unknown flags alike.
+    const stray = names.find((name) => argv.includes(name));
+    if (stray !== undefined) return `unexpected argument "${stray}"; every value goes after its flag, e.g. --tag 1.0`;
     return names.map((name) => {
       const near = closest(name, Object.keys(FLAGS));
       return `unknown flag --${name}${near ? ` (did you mean --${near}?)` : ''}`;

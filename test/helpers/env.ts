@@ -1,0 +1,31 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+/** What test/env/up.sh brought up; the tests find it through BUILDBOT_TEST_DIR. */
+export interface TestEnv {
+  registry: string;
+  registryUser: string;
+  registryPassword: string;
+  gitHost: string;
+  gitPort: number;
+  gitHostPublicKey: string;
+  reposDir: string;
+  keysDir: string;
+  busyboxImage: string;
+  dir: string;
+}
+
+let cached: TestEnv | undefined;
+
+export function testEnv(): TestEnv {
+  if (cached) return cached;
+  const dir = process.env.BUILDBOT_TEST_DIR;
+  if (!dir) throw new Error('BUILDBOT_TEST_DIR is not set: run the tests with `npm test`, which brings up the test environment');
+  cached = { ...JSON.parse(readFileSync(path.join(dir, 'env.json'), 'utf8')), dir } as TestEnv;
+  return cached;
+}
+
+export const keyPath = (name: string) => path.join(testEnv().keysDir, name);
+export const keyBase64 = (name = 'deploy_ed25519') => readFileSync(keyPath(name)).toString('base64');
+export const loginCmd = (password = testEnv().registryPassword) =>
+  `docker login -u ${testEnv().registryUser} -p '${password}' ${testEnv().registry}`;

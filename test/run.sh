@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test command (`npm test`): installs what is missing, brings up the real components
+# on loopback (Docker engine, registry with auth, OpenSSH git host, base images), runs the
+# unit and end-to-end tests, and tears it all down again, whatever the outcome.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+  echo "test: installing npm dependencies" >&2
+  npm ci --no-audit --no-fund >&2
+fi
+npm run --silent build
+
+export BUILDBOT_TEST_DIR=${BUILDBOT_TEST_DIR:-$(mktemp -d /tmp/buildbot-test.XXXXXX)}
+trap 'bash test/env/down.sh' EXIT
+bash test/env/up.sh
+
+# Unit tests first (fast, no environment needed), then the end-to-end files one at a time:
+# they share one engine and assert on which containers exist.
+node --test --test-concurrency=1 "$@" dist/test/unit/*.test.js dist/test/e2e/*.test.js

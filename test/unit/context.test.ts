@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createContextFilter } from '../../src/context/filter.js';
+import { classifyVcsFailure, hostOf } from '../../src/vcs/classify.js';
+
+describe('build context filter', () => {
+  const filter = createContextFilter('# comment\nnode_modules\n*.log\n!keep.log\ndocs/**\n!docs/public\nDockerfile\n.dockerignore\n');
+  for (const [path, included] of [
+    ['src/a.js', true], ['node_modules/x/y.js', false], ['app.log', false], ['keep.log', true], ['sub/app.log', true],
+    ['docs/a.md', false], ['docs/public/i.html', true], ['.git/config', false], ['.hg/store', false],
+    ['Dockerfile', true], ['.dockerignore', true],
+  ] as const) {
+    it(`${included ? 'sends' : 'leaves out'} ${path}`, () => assert.equal(filter.includes(path), included));
+  }
+  it('descends into excluded directories only when an exception may match below', () => {
+    assert.equal(createContextFilter('node_modules').mayIncludeBelow('node_modules'), false);
+    assert.equal(filter.mayIncludeBelow('docs'), true);
+    assert.equal(filter.mayIncludeBelow('.git'), false);
+  });
+});
+
+describe('git and hg failures', () => {
+  const ctx = { repo: 'ssh://h/r', host: 'h', knownHostsFile: '/w/.known_hosts/s', what: 'git fetch' };
+  it('recognizes what went wrong', () => {
+    assert.equal(classifyVcsFailure('@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@\nHost key verification failed.', ctx).code, 'EHOSTKEYCHANGED');
+    assert.equal(classifyVcsFailure('git@h: Permission denied (publickey).\nfatal: Could not read from remote repository.', ctx).code, 'EREPOAUTH');
+    assert.equal(classifyVcsFailure('ssh: connect to host h port 22: Connection refused', ctx).code, 'EREPOUNREACHABLE');
+    assert.equal(classifyVcsFailure("fatal: '/x.git' does not appear to be a git repository", ctx).code, 'EREPONOTFOUND');
+    const other = classifyVcsFailure('fatal: something odd\n', ctx);
+    assert.equal(other.code, 'EVCS');
+    assert.match(other.message, /git fetch failed: something odd/);
+  });
+  it('names the host of every URL form', () => {
+    assert.equal(hostOf('ssh://git@h.example:2222/x'), 'h.example:2222');
+    assert.equal(hostOf('git@github.com:org/x.git'), 'github.com');
+    assert.equal(hostOf('https://tok@h.example/x'), 'h.example');
+  });
+});
