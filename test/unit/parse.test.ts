@@ -1,17 +1,20 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { parseBuildCommand } from '../../src/request/parse.js';
 import type { BuildRequest } from '../../src/request/types.js';
 
 const base = ['--service_id', 'api', '--repo', 'git@github.com:org/api.git', '--revision', 'abc1234', '--image', 'registry.example.com/api', '--tag', '1.4.2'];
+const keysDir = mkdtempSync(path.join(os.tmpdir(), 'unit-key-'));
+after(() => rmSync(keysDir, { recursive: true, force: true }));
+let keyCount = 0;
 const keyFile = (type: string, extra: string[] = []) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'unit-key-'));
-  execFileSync('ssh-keygen', ['-q', '-t', type, '-N', '', '-f', path.join(dir, 'k'), ...extra]);
-  return readFileSync(path.join(dir, 'k'), 'utf8');
+  const file = path.join(keysDir, `k${++keyCount}`);
+  execFileSync('ssh-keygen', ['-q', '-t', type, '-N', '', '-f', file, ...extra]);
+  return readFileSync(file, 'utf8');
 };
 
 async function request(args: string[], env: Record<string, string> = {}): Promise<BuildRequest> {
