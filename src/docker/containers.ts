@@ -1,4 +1,5 @@
 import type Docker from 'dockerode';
+import type { Sink } from '../io/output.js';
 import { engineMessage, followStream, statusOf } from './engine.js';
 
 /** Every container a build creates carries these, so leftovers of a dead server can be found. */
@@ -6,6 +7,9 @@ export const LABELS = {
   build: 'io.buildbot.build',
   service: 'io.buildbot.service',
   role: 'io.buildbot.role',
+  /** Host and process that created the container: a container whose process is gone is an orphan. */
+  host: 'io.buildbot.host',
+  pid: 'io.buildbot.pid',
 } as const;
 
 /** The containers of one build; removeAll() runs on every exit path, success, failure or abort. */
@@ -45,11 +49,6 @@ export async function removeContainer(container: Docker.Container): Promise<void
     // Gone already, or removal already under way: either way it will not remain.
     if (![304, 404, 409].includes(statusOf(err) ?? 0)) throw err;
   }
-}
-
-interface Sink {
-  write(chunk: Buffer): boolean;
-  once(event: 'drain', listener: () => void): unknown;
 }
 
 /**

@@ -2,10 +2,16 @@ import { Writable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { Redactor } from './redact.js';
 
+/** The part of a writable stream the writer uses: write, and wait for 'drain' when full. */
+export interface Sink {
+  write(chunk: string | Buffer): boolean;
+  once(event: 'drain', listener: () => void): unknown;
+}
+
 /** Where a build writes: the SSH channel's two streams, or the process's. */
 export interface BuildIO {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
+  stdout: Sink;
+  stderr: Sink;
 }
 
 /** A partial line (a prompt, a progress bar) is shown after this long without a newline. */
@@ -23,7 +29,7 @@ export class RedactingStream extends Writable {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly target: NodeJS.WritableStream,
+    private readonly target: Sink,
     private readonly redactor: Redactor,
   ) {
     super({ decodeStrings: false, highWaterMark: 64 * 1024 });

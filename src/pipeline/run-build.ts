@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import type Docker from 'dockerode';
 import { loadConfig, type Config } from '../config.js';
 import { BuildContainers, LABELS } from '../docker/containers.js';
@@ -41,7 +42,9 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
     request, config, docker, signal, buildId, log,
     out: new UserOutput(io, redactor),
     startedAt: Date.now(),
-    containers: new BuildContainers(docker, { [LABELS.build]: buildId, [LABELS.service]: request.serviceId }),
+    containers: new BuildContainers(docker, {
+      [LABELS.build]: buildId, [LABELS.service]: request.serviceId, [LABELS.host]: os.hostname(), [LABELS.pid]: String(process.pid),
+    }),
     cleanups: [],
   };
   log('build-start', { build: buildId, service: request.serviceId, revision: request.revision, image: request.image, tags: request.tags.join(',') });

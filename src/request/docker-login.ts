@@ -16,7 +16,7 @@ const FORM = 'write it as: docker login -u USER -p PASSWORD [REGISTRY]';
  * and one registry are accepted.
  */
 export function parseDockerLoginCmd(line: string): ParsedLogin {
-  const words = shellSplit(line, '--docker_login_cmd');
+  const words = shellSplit(line, '--docker_login_cmd', { quoteInput: false });
   if (words[0] !== 'docker' || words[1] !== 'login') {
     throw errors.usage(`--docker_login_cmd must start with "docker login"; ${FORM}`);
   }
@@ -39,9 +39,11 @@ export function parseDockerLoginCmd(line: string): ParsedLogin {
     else if (name === '--password-stdin') {
       throw errors.usage(`--docker_login_cmd: --password-stdin cannot be used, there is no stdin to read; ${FORM}`);
     } else if (name.startsWith('-')) {
-      throw errors.usage(`--docker_login_cmd: "${name}" is not supported; ${FORM}`);
+      // Only a word that looks like an option is named: a misplaced password must not be echoed.
+      const shown = /^--?[a-z][a-z-]*$/.test(name) ? ` "${name}"` : '';
+      throw errors.usage(`--docker_login_cmd: an option${shown} that is not supported; ${FORM}`);
     } else if (server === undefined) server = normalizeRegistry(word);
-    else throw errors.usage(`--docker_login_cmd: unexpected "${word}" after the registry; ${FORM}`);
+    else throw errors.usage(`--docker_login_cmd: more than one word where the registry goes (a misplaced password?); ${FORM}`);
   }
   if (!username) throw errors.usage(`--docker_login_cmd has no username; ${FORM}`);
   if (!password) throw errors.usage(`--docker_login_cmd has no password; ${FORM}`);

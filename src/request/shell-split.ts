@@ -10,7 +10,9 @@ import { errors } from '../errors.js';
  * shell-quote does the splitting; it silently accepts an unterminated quote, drops a
  * trailing backslash and keeps backticks as text, so a small scan catches those first.
  */
-export function shellSplit(line: string, what: string): string[] {
+export function shellSplit(line: string, what: string, options: { quoteInput?: boolean } = {}): string[] {
+  // Where the line holds a secret, an error must not quote the part that failed.
+  const show = (text: string) => (options.quoteInput === false ? '' : ` (${text})`);
   checkQuoting(line, what);
   const words: string[] = [];
   const variableMarker = (name: string) => ({ variable: name });
@@ -20,13 +22,13 @@ export function shellSplit(line: string, what: string): string[] {
     } else if ('variable' in entry) {
       throw errors.usage(
         entry.variable
-          ? `${what}: "$${entry.variable}" would need a shell to expand it; nothing is expanded here, so write the value itself, in single quotes if it holds a $`
+          ? `${what}: a $ variable${show(`$${entry.variable}`)} would need a shell to expand it; nothing is expanded here, so write the value itself, in single quotes if it holds a $`
           : `${what}: "$(…)" or a lone "$" would need a shell; nothing is run here, so write the value itself, in single quotes if it holds a $`,
       );
     } else if ('comment' in entry) {
       throw errors.usage(`${what}: "#" starts a comment in a shell; put it in quotes if it is part of a value`);
     } else if (entry.op === 'glob') {
-      throw errors.usage(`${what}: "${entry.pattern}" would be a file pattern in a shell; put it in quotes if it is a value`);
+      throw errors.usage(`${what}: a word with * or ?${show(entry.pattern)} would be a file pattern in a shell; put it in quotes if it is a value`);
     } else {
       throw errors.usage(`${what}: "${entry.op}" is a shell operator and is not allowed; this is one command, run without a shell`);
     }

@@ -80,6 +80,8 @@ ssh-keygen -q -t ed25519 -N '' -C deploy -f "$dir/keys/deploy_ed25519"
 ssh-keygen -q -t rsa -b 3072 -m PEM -N '' -C deploy-rsa -f "$dir/keys/deploy_rsa"
 ssh-keygen -q -t ecdsa -N '' -C deploy-ecdsa -f "$dir/keys/deploy_ecdsa"
 ssh-keygen -q -t ed25519 -N '' -C stranger -f "$dir/keys/stranger_ed25519"
+ssh-keygen -q -t ed25519 -N '' -C ci-client -f "$dir/keys/client_ed25519"
+ssh-keygen -q -t rsa -b 3072 -N '' -C ci-client-rsa -f "$dir/keys/client_rsa"
 for k in deploy_ed25519 deploy_rsa deploy_ecdsa; do
   echo "restrict $(cat "$dir/keys/$k.pub")"
 done >"$dir/githost/authorized_keys"

@@ -14,7 +14,7 @@ describe('shellSplit', () => {
     ['a > f', /">" is a shell operator/],
     ['a $(id)', /"\$\(…\)" or a lone "\$"/],
     ['a `id`', /backticks/],
-    ['a $HOME', /"\$HOME" would need a shell/],
+    ['a $HOME', /a \$ variable \(\$HOME\) would need a shell/],
     ['a "unterminated', /a double quote is not closed/],
     ["a 'unterminated", /a single quote is not closed/],
     ['a\\', /lone backslash/],
@@ -34,11 +34,16 @@ describe('docker login command', () => {
   it('refuses anything else, naming it', () => {
     assert.throws(() => parseDockerLoginCmd('docker login -u bob -p x r.io; curl evil'), /";" is a shell operator/);
     assert.throws(() => parseDockerLoginCmd('docker login -u bob --password-stdin r.io'), /--password-stdin cannot be used/);
-    assert.throws(() => parseDockerLoginCmd('docker login -u bob -p x --insecure r.io'), /"--insecure" is not supported/);
+    assert.throws(() => parseDockerLoginCmd('docker login -u bob -p x --insecure r.io'), /an option "--insecure" that is not supported/);
     assert.throws(() => parseDockerLoginCmd('podman login -u bob -p x'), /must start with "docker login"/);
     assert.throws(() => parseDockerLoginCmd('docker login -u bob r.io'), /has no password/);
-    assert.throws(() => parseDockerLoginCmd('docker login -u bob -p x r.io other.io'), /unexpected "other.io"/);
+    assert.throws(() => parseDockerLoginCmd('docker login -u bob -p x r.io other.io'), /more than one word where the registry goes/);
     assert.throws(() => parseDockerLoginCmd('docker login -u bob -p'), /-p needs a value/);
+  });
+  it('never quotes the command in an error: the password may be the word that failed', () => {
+    for (const line of ['docker login -u bob r.io Pa55-secret', 'docker login -u bob -p $Pa55secret r.io', 'docker login -u bob -p Pa55*secret r.io', 'docker login -u bob -Pa55secret r.io']) {
+      assert.throws(() => parseDockerLoginCmd(line), (err: Error) => !err.message.includes('Pa55'));
+    }
   });
   it('reads a login cache entry (base64 of user:password)', () => {
     assert.deepEqual(parseLoginCache(Buffer.from('bob:s3:cret').toString('base64')), { username: 'bob', password: 's3:cret' });

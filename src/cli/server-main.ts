@@ -1,0 +1,32 @@
+import { EXIT_FAILURE, isBuildError } from '../errors.js';
+import { parseServerArgs } from '../server/config.js';
+import { createServerLog } from '../server/log.js';
+import { startServer } from '../server/server.js';
+
+const log = createServerLog();
+try {
+  const parsed = await parseServerArgs(process.argv.slice(2), process.env);
+  if (parsed.kind === 'help') {
+    process.stdout.write(`${parsed.text}\n`);
+  } else {
+    const server = await startServer(parsed.config, log);
+    let signals = 0;
+    const stop = (signal: NodeJS.Signals) => {
+      signals++;
+      log('signal', { signal });
+      if (signals === 1) void server.shutdown().then(() => process.exit(0));
+      else server.abortAll();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  }
+} catch (err) {
+  if (isBuildError(err)) {
+    process.stderr.write(`error: ${err.message}\n`);
+    process.exitCode = err.exitCode;
+  } else {
+    const e = err as NodeJS.ErrnoException;
+    process.stderr.write(`error: the server could not start: ${e.code === 'EADDRINUSE' ? 'the address is in use; pick another with --listen' : e.message}\n`);
+    process.exitCode = EXIT_FAILURE;
+  }
+}

@@ -1,0 +1,43 @@
+import { EXIT_CANCELLED, EXIT_OK, isBuildError } from '../../errors.js';
+import { UserOutput } from '../../io/output.js';
+import { createRedactor } from '../../io/redact.js';
+import { runBuild } from '../../pipeline/run-build.js';
+import { parseBuildCommand } from '../../request/parse.js';
+import type { Command } from './types.js';
+
+/** `buildbot.sh …` over SSH: the same pipeline as the local command, in line for a build slot. */
+export const buildCommand: Command = {
+  names: ['buildbot.sh', '/bin/buildbot.sh', '/usr/local/bin/buildbot.sh', 'buildbot'],
+  async run(args, io, signal, services) {
+    let parsed;
+    try {
+      // No environment: a client never reaches the server's own variables.
+      parsed = await parseBuildCommand(args, {});
+    } catch (err) {
+      if (!isBuildError(err)) throw err;
+      const { text } = (await parseBuildCommand(['--help'], {})) as { text: string };
+      io.stderr.write(`${text}\n\nerror: ${err.message}\n`);
+      return err.exitCode;
+    }
+    if (parsed.kind === 'help') {
+      io.stdout.write(`${parsed.text}\n`);
+      return EXIT_OK;
+    }
+    const { request } = parsed;
+    const out = new UserOutput(io, createRedactor(request.secrets));
+    let release: () => void;
+    try {
+      release = await services.queue.acquire(signal, (place) =>
+        out.line(`queued: ${place} in line; ${services.config.maxBuilds} build${services.config.maxBuilds === 1 ? '' : 's'} run at once`));
+    } catch {
+      return EXIT_CANCELLED;
+    } finally {
+      await out.close();
+    }
+    try {
+      return await runBuild(request, io, signal, services);
+    } finally {
+      release();
+    }
+  },
+};

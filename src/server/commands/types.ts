@@ -1,0 +1,18 @@
+import type Docker from 'dockerode';
+import type { BuildIO } from '../../io/output.js';
+import type { ServerLog } from '../../pipeline/context.js';
+import type { ServerConfig } from '../config.js';
+import type { BuildQueue } from '../queue.js';
+
+export interface ServerServices {
+  config: ServerConfig;
+  docker: Docker;
+  log: ServerLog;
+  queue: BuildQueue;
+}
+
+/** One command a client may exec; the exec string's first word picks it. */
+export interface Command {
+  names: readonly string[];
+  run(args: string[], io: BuildIO, signal: AbortSignal, services: ServerServices): Promise<number>;
+}

@@ -1,0 +1,106 @@
+import path from 'node:path';
+import yargs from 'yargs';
+import { loadConfig, type Config } from '../config.js';
+import { errors, isBuildError } from '../errors.js';
+import { parseAuthorizedKey, type PublicKey } from './authorized-key.js';
+
+export interface ServerConfig extends Config {
+  listen: { host: string; port: number };
+  authorizedKey: PublicKey;
+  hostKeyFile: string;
+  maxBuilds: number;
+  shutdownGraceMs: number;
+  /** Connections that have not authenticated yet: at most this many, each for at most authTimeoutMs. */
+  maxUnauthenticated: number;
+  authTimeoutMs: number;
+  keepaliveIntervalMs: number;
+  keepaliveCountMax: number;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const FLAGS = {
+  listen: { type: 'string', describe: 'address to listen on, HOST:PORT (env BUILDBOT_LISTEN)', default: undefined },
+  'work-dir': { type: 'string', describe: 'clone caches, pinned git host keys and the host key (env BUILDBOT_WORK_DIR)' },
+  'authorized-key': { type: 'string', describe: 'the one public key allowed to build: a key line or @file (env SSH_PUBKEY_IN_INITIATE_BUILDS)' },
+  'host-key': { type: 'string', describe: 'host key file, generated on first start (env BUILDBOT_HOST_KEY)' },
+  'max-builds': { type: 'string', describe: 'builds running at once; more wait in line (env BUILDBOT_MAX_BUILDS)' },
+  'shutdown-grace': { type: 'string', describe: 'seconds running builds get to finish on SIGTERM (env BUILDBOT_SHUTDOWN_GRACE)' },
+} as const;
+
+export const SERVER_DEFAULTS = { listen: '127.0.0.1:2222', maxBuilds: 4, shutdownGraceSeconds: 30 };
+
+export type ServerArgs = { kind: 'help'; text: string } | { kind: 'serve'; config: ServerConfig };
+
+/** Defaults, then environment, then flags; then validation with errors that say what to do. */
+export async function parseServerArgs(argv: readonly string[], env: Env): Promise<ServerArgs> {
+  let helpText: string | undefined;
+  let args: Record<string, unknown>;
+  try {
+    args = await yargs()
+      .scriptName('buildbot-server')
+      .usage('Usage: buildbot-server --authorized-key "ssh-ed25519 AAAA…" [options]\n\nServes buildbot.sh over SSH to the holder of one key.')
+      .options(FLAGS)
+      .parserConfiguration({ 'camel-case-expansion': false, 'parse-numbers': false })
+      .strict()
+      .help('help')
+      .version(false)
+      .wrap(100)
+      .exitProcess(false)
+      .fail((message, err) => {
+        throw err ?? errors.usage(message.replace(/^Unknown arguments?: (.+)$/, (_, names: string) => `unknown flag --${names.split(', ').join(', --')}`));
+      })
+      .parseAsync([...argv], {}, (_err, _argv, output) => {
+        if (output) helpText = output;
+      });
+  } catch (err) {
+    throw isBuildError(err) ? err : errors.usage((err as Error).message);
+  }
+  if (helpText !== undefined) return { kind: 'help', text: helpText };
+
+  const pick = (flag: keyof typeof FLAGS, variable: string): string | undefined => {
+    const value = args[flag];
+    if (Array.isArray(value)) throw errors.usage(`--${flag} was given more than once`);
+    return (value as string | undefined) ?? (env[variable] || undefined);
+  };
+  const base = loadConfig(env, { workDir: pick('work-dir', 'BUILDBOT_WORK_DIR') });
+
+  const keyValue = pick('authorized-key', 'SSH_PUBKEY_IN_INITIATE_BUILDS');
+  if (!keyValue) {
+    throw errors.usage(
+      'no authorized key: the server never starts open. Give the public key of the CI job that may build, e.g.\n' +
+        '  buildbot-server --authorized-key "$(cat ~/.ssh/id_ed25519.pub)"\n' +
+        '  buildbot-server --authorized-key @/path/to/key.pub\n' +
+        '  SSH_PUBKEY_IN_INITIATE_BUILDS="ssh-ed25519 AAAA…" buildbot-server',
+    );
+  }
+  const source = args['authorized-key'] ? '--authorized-key' : 'SSH_PUBKEY_IN_INITIATE_BUILDS';
+  return {
+    kind: 'serve',
+    config: {
+      ...base,
+      listen: parseListen(pick('listen', 'BUILDBOT_LISTEN') ?? SERVER_DEFAULTS.listen),
+      authorizedKey: parseAuthorizedKey(keyValue, source),
+      hostKeyFile: path.resolve(pick('host-key', 'BUILDBOT_HOST_KEY') ?? path.join(base.workDir, 'ssh_host_ed25519_key')),
+      maxBuilds: positiveInteger(pick('max-builds', 'BUILDBOT_MAX_BUILDS') ?? String(SERVER_DEFAULTS.maxBuilds), '--max-builds'),
+      shutdownGraceMs: 1000 * positiveInteger(pick('shutdown-grace', 'BUILDBOT_SHUTDOWN_GRACE') ?? String(SERVER_DEFAULTS.shutdownGraceSeconds), '--shutdown-grace', true),
+      maxUnauthenticated: 32,
+      authTimeoutMs: 20_000,
+      keepaliveIntervalMs: 15_000,
+      keepaliveCountMax: 3,
+    },
+  };
+}
+
+function parseListen(value: string): { host: string; port: number } {
+  const match = /^(?:\[([0-9a-fA-F:]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) throw errors.usage(`--listen "${value}" is not HOST:PORT, e.g. 127.0.0.1:2222 or 0.0.0.0:22`);
+  return { host: match[1] ?? match[2], port };
+}
+
+function positiveInteger(value: string, flag: string, zeroAllowed = false): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || (!zeroAllowed && n === 0)) throw errors.usage(`${flag} "${value}" is not a ${zeroAllowed ? 'whole number' : 'positive whole number'}`);
+  return n;
+}

@@ -1,0 +1,32 @@
+import os from 'node:os';
+import type Docker from 'dockerode';
+import { LABELS, removeContainer } from '../docker/containers.js';
+import type { ServerLog } from '../pipeline/context.js';
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the containers of builds whose process died (a server killed with -9, a container
+ * restarted). Only containers created on this host are judged: another host sharing the engine
+ * may have builds running. A container of this very process cannot be a live build at start.
+ */
+export async function removeOrphans(docker: Docker, log: ServerLog): Promise<number> {
+  const containers = await docker.listContainers({ all: true, filters: { label: [LABELS.build] } });
+  let removed = 0;
+  for (const info of containers) {
+    const pid = Number(info.Labels[LABELS.pid]);
+    if (info.Labels[LABELS.host] !== os.hostname() || !pid) continue;
+    if (pid !== process.pid && isAlive(pid)) continue;
+    await removeContainer(docker.getContainer(info.Id));
+    log('orphan-removed', { container: info.Id.slice(0, 12), build: info.Labels[LABELS.build], service: info.Labels[LABELS.service] });
+    removed++;
+  }
+  return removed;
+}

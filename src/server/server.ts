@@ -1,0 +1,211 @@
+import type { AddressInfo } from 'node:net';
+import ssh2 from 'ssh2';
+import type { Connection, ServerChannel, Session } from 'ssh2';
+import { createDocker } from '../docker/engine.js';
+import { EXIT_USAGE, isBuildError } from '../errors.js';
+import type { ServerLog } from '../pipeline/context.js';
+import { shellSplit } from '../request/shell-split.js';
+import { fingerprint, isAuthorizedKey } from './authorized-key.js';
+import { channelIO, finishChannel, refuse } from './channel.js';
+import { findCommand } from './commands/index.js';
+import type { ServerServices } from './commands/types.js';
+import type { ServerConfig } from './config.js';
+import { loadOrCreateHostKey } from './host-key.js';
+import { removeOrphans } from './orphans.js';
+import { BuildQueue } from './queue.js';
+
+export interface RunningServer {
+  address(): AddressInfo;
+  hostKeyFingerprint: string;
+  /** Stops accepting, lets running commands finish within the grace period, then aborts them. */
+  shutdown(): Promise<void>;
+  /** Aborts everything now (a second SIGTERM). */
+  abortAll(): void;
+}
+
+interface Job {
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+const NOT_A_SHELL = 'this server has no shell; it runs one command: buildbot.sh (try: ssh HOST buildbot.sh --help)';
+
+export async function startServer(config: ServerConfig, log: ServerLog): Promise<RunningServer> {
+  const hostKey = loadOrCreateHostKey(config.hostKeyFile);
+  log('host-key', { file: config.hostKeyFile, fingerprint: hostKey.fingerprint, created: hostKey.created });
+  const docker = createDocker(config);
+  const services: ServerServices = { config, docker, log, queue: new BuildQueue(config.maxBuilds) };
+  await removeOrphans(docker, log).catch((err: Error) => log('orphan-check-failed', { error: err.message }));
+
+  const jobs = new Set<Job>();
+  const clients = new Set<Connection>();
+  let unauthenticated = 0;
+  let stopping = false;
+
+  const server = new ssh2.Server(
+    { hostKeys: [hostKey.privateKey], ident: 'buildbot', keepaliveInterval: config.keepaliveIntervalMs, keepaliveCountMax: config.keepaliveCountMax },
+    (client, info) => {
+      const addr = `${info.ip}:${info.port}`;
+      // An unhandled error from a malformed packet would crash the whole server.
+      client.on('error', (err) => log('connection-error', { addr, error: err.message }));
+      if (unauthenticated >= config.maxUnauthenticated || stopping) {
+        log('connection-refused', { addr, reason: stopping ? 'shutting down' : 'too many unauthenticated connections' });
+        client.end();
+        return;
+      }
+      log('connection', { addr, client: info.header.identRaw });
+      clients.add(client);
+      unauthenticated++;
+      let pending = true;
+      const settle = () => {
+        if (pending) {
+          pending = false;
+          unauthenticated--;
+          clearTimeout(authTimer);
+        }
+      };
+      const authTimer = setTimeout(() => {
+        log('auth-timeout', { addr });
+        client.end();
+      }, config.authTimeoutMs);
+
+      client.on('authentication', (ctx) => {
+        if (ctx.method !== 'publickey') {
+          if (ctx.method !== 'none') log('auth-refused', { addr, user: ctx.username, method: ctx.method });
+          return ctx.reject(['publickey']);
+        }
+        const offered = fingerprint(ctx.key.data);
+        if (!isAuthorizedKey(config.authorizedKey, ctx.key.algo, ctx.key.data)) {
+          log('auth-refused', { addr, user: ctx.username, key: offered, reason: 'not the authorized key' });
+          return ctx.reject(['publickey']);
+        }
+        // Without a signature this is the client asking whether the key would do.
+        if (!ctx.signature) return ctx.accept();
+        if (config.authorizedKey.verify(ctx.blob!, ctx.signature, ctx.hashAlgo) === true) return ctx.accept();
+        log('auth-refused', { addr, user: ctx.username, key: offered, reason: 'bad signature' });
+        ctx.reject(['publickey']);
+      });
+      client.on('ready', () => {
+        settle();
+        log('authenticated', { addr, key: fingerprint(config.authorizedKey.getPublicSSH()) });
+      });
+      client.on('close', () => {
+        settle();
+        clients.delete(client);
+        log('disconnect', { addr });
+      });
+      client.on('tcpip', (_accept, reject) => {
+        log('refused', { addr, what: 'port forwarding' });
+        reject();
+      });
+      client.on('request', (_accept, reject, name) => {
+        log('refused', { addr, what: name });
+        reject?.();
+      });
+      client.on('session', (accept) => handleSession(accept(), addr));
+    },
+  );
+
+  function handleSession(session: Session, addr: string): void {
+    let pty = false;
+    session.on('pty', (accept) => {
+      pty = true;
+      accept?.();
+    });
+    session.on('auth-agent', (_accept, reject) => {
+      log('refused', { addr, what: 'agent forwarding' });
+      reject?.();
+    });
+    session.on('x11', (_accept, reject) => reject?.());
+    session.on('env', (_accept, reject) => reject?.());
+    session.on('shell', (accept) => {
+      log('refused', { addr, what: 'shell' });
+      void refuse(accept(), NOT_A_SHELL);
+    });
+    session.on('subsystem', (accept, _reject, info) => {
+      log('refused', { addr, what: `subsystem ${info.name}` });
+      void refuse(accept(), `the ${info.name} subsystem is not available; ${NOT_A_SHELL}`);
+    });
+    session.on('exec', (accept, _reject, info) => {
+      const channel = accept();
+      if (pty) {
+        log('refused', { addr, what: 'exec with a terminal' });
+        void refuse(channel, 'buildbot.sh does not run on a terminal; run ssh without -t');
+        return;
+      }
+      runJob(channel, info.command, addr);
+    });
+  }
+
+  function runJob(channel: ServerChannel, commandLine: string, addr: string): void {
+    if (stopping) {
+      void refuse(channel, 'the server is shutting down; try again once it is back');
+      return;
+    }
+    const controller = new AbortController();
+    // stdin is not used, but reading it is what makes an abrupt drop end the channel.
+    channel.resume();
+    channel.once('close', () => controller.abort());
+    const job: Job = {
+      controller,
+      done: execute(channel, commandLine, controller.signal, addr)
+        .catch((err: Error) => log('command-failed', { addr, error: err.message }))
+        .finally(() => jobs.delete(job)),
+    };
+    jobs.add(job);
+  }
+
+  async function execute(channel: ServerChannel, commandLine: string, signal: AbortSignal, addr: string): Promise<void> {
+    const io = channelIO(channel);
+    let words: string[];
+    try {
+      words = shellSplit(commandLine, 'the command', { quoteInput: false });
+    } catch (err) {
+      if (!isBuildError(err)) throw err;
+      return refuse(channel, err.message, EXIT_USAGE);
+    }
+    const command = findCommand(words[0] ?? '');
+    if (!command) {
+      log('refused', { addr, what: 'unknown command' });
+      return refuse(channel, `no such command${words[0] && /^[\w./-]{1,64}$/.test(words[0]) ? ` "${words[0]}"` : ''}; ${NOT_A_SHELL}`, 127);
+    }
+    const code = await command.run(words.slice(1), io, signal, services);
+    await finishChannel(channel, code);
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.listen.port, config.listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  log('listening', { addr: `${address.address}:${address.port}`, 'host-key': hostKey.fingerprint, 'max-builds': config.maxBuilds });
+
+  const abortAll = () => jobs.forEach((job) => job.controller.abort());
+  return {
+    address: () => address,
+    hostKeyFingerprint: hostKey.fingerprint,
+    abortAll,
+    async shutdown() {
+      if (stopping) return;
+      stopping = true;
+      log('shutdown', { running: jobs.size, 'grace-seconds': config.shutdownGraceMs / 1000 });
+      server.close();
+      const allDone = () => Promise.all([...jobs].map((j) => j.done));
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<'grace-over'>((resolve) => {
+        timer = setTimeout(() => resolve('grace-over'), config.shutdownGraceMs);
+      });
+      if ((await Promise.race([allDone(), graceOver])) === 'grace-over') {
+        log('shutdown-abort', { running: jobs.size });
+        abortAll();
+        await allDone();
+      }
+      clearTimeout(timer);
+      for (const client of clients) client.end();
+      log('stopped');
+    },
+  };
+}
