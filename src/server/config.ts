@@ -12,6 +12,8 @@ export interface ServerConfig extends Config {
   shutdownGraceMs: number;
   /** Connections that have not authenticated yet: at most this many, each for at most authTimeoutMs. */
   maxUnauthenticated: number;
+  /** The same per source address, so one flooding address cannot lock everyone else out. */
+  maxUnauthenticatedPerAddress: number;
   authTimeoutMs: number;
   keepaliveIntervalMs: number;
   keepaliveCountMax: number;
@@ -26,9 +28,10 @@ const FLAGS = {
   'host-key': { type: 'string', describe: 'host key file, generated on first start (env BUILDBOT_HOST_KEY)' },
   'max-builds': { type: 'string', describe: 'builds running at once; more wait in line (env BUILDBOT_MAX_BUILDS)' },
   'shutdown-grace': { type: 'string', describe: 'seconds running builds get to finish on SIGTERM (env BUILDBOT_SHUTDOWN_GRACE)' },
+  'login-grace-time': { type: 'string', describe: 'seconds a connection has to authenticate (env BUILDBOT_LOGIN_GRACE_TIME)' },
 } as const;
 
-export const SERVER_DEFAULTS = { listen: '127.0.0.1:2222', maxBuilds: 4, shutdownGraceSeconds: 30 };
+export const SERVER_DEFAULTS = { listen: '127.0.0.1:2222', maxBuilds: 4, shutdownGraceSeconds: 30, loginGraceSeconds: 20 };
 
 export type ServerArgs = { kind: 'help'; text: string } | { kind: 'serve'; config: ServerConfig };
 
@@ -84,8 +87,11 @@ export async function parseServerArgs(argv: readonly string[], env: Env): Promis
       hostKeyFile: path.resolve(pick('host-key', 'BUILDBOT_HOST_KEY') ?? path.join(base.workDir, 'ssh_host_ed25519_key')),
       maxBuilds: positiveInteger(pick('max-builds', 'BUILDBOT_MAX_BUILDS') ?? String(SERVER_DEFAULTS.maxBuilds), '--max-builds'),
       shutdownGraceMs: 1000 * positiveInteger(pick('shutdown-grace', 'BUILDBOT_SHUTDOWN_GRACE') ?? String(SERVER_DEFAULTS.shutdownGraceSeconds), '--shutdown-grace', true),
-      maxUnauthenticated: 32,
-      authTimeoutMs: 20_000,
+      // A CI runner starting 20 builds at once does so from one address: the per-address limit
+      // stays above that, and stops one flooding address from taking every slot.
+      maxUnauthenticated: 128,
+      maxUnauthenticatedPerAddress: 32,
+      authTimeoutMs: 1000 * positiveInteger(pick('login-grace-time', 'BUILDBOT_LOGIN_GRACE_TIME') ?? String(SERVER_DEFAULTS.loginGraceSeconds), '--login-grace-time'),
       keepaliveIntervalMs: 15_000,
       keepaliveCountMax: 3,
     },

@@ -1,4 +1,4 @@
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import ssh2 from 'ssh2';
 import type { Connection, ServerChannel, Session } from 'ssh2';
 import { createDocker } from '../docker/engine.js';
@@ -10,6 +10,7 @@ import { channelIO, finishChannel, refuse } from './channel.js';
 import { findCommand } from './commands/index.js';
 import type { ServerServices } from './commands/types.js';
 import type { ServerConfig } from './config.js';
+import { Admission } from './admission.js';
 import { loadOrCreateHostKey } from './host-key.js';
 import { removeOrphans } from './orphans.js';
 import { BuildQueue } from './queue.js';
@@ -39,7 +40,7 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
 
   const jobs = new Set<Job>();
   const clients = new Set<Connection>();
-  let unauthenticated = 0;
+  const admission = new Admission(config, log);
   let stopping = false;
 
   const server = new ssh2.Server(
@@ -48,26 +49,8 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
       const addr = `${info.ip}:${info.port}`;
       // An unhandled error from a malformed packet would crash the whole server.
       client.on('error', (err) => log('connection-error', { addr, error: err.message }));
-      if (unauthenticated >= config.maxUnauthenticated || stopping) {
-        log('connection-refused', { addr, reason: stopping ? 'shutting down' : 'too many unauthenticated connections' });
-        client.end();
-        return;
-      }
       log('connection', { addr, client: info.header.identRaw });
       clients.add(client);
-      unauthenticated++;
-      let pending = true;
-      const settle = () => {
-        if (pending) {
-          pending = false;
-          unauthenticated--;
-          clearTimeout(authTimer);
-        }
-      };
-      const authTimer = setTimeout(() => {
-        log('auth-timeout', { addr });
-        client.end();
-      }, config.authTimeoutMs);
 
       client.on('authentication', (ctx) => {
         if (ctx.method !== 'publickey') {
@@ -86,11 +69,10 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
         ctx.reject(['publickey']);
       });
       client.on('ready', () => {
-        settle();
+        admission.authenticated(info.ip, info.port);
         log('authenticated', { addr, key: fingerprint(config.authorizedKey.getPublicSSH()) });
       });
       client.on('close', () => {
-        settle();
         clients.delete(client);
         log('disconnect', { addr });
       });
@@ -173,14 +155,17 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
     await finishChannel(channel, code);
   }
 
+  const tcp = net.createServer((socket) => {
+    if (admission.admit(socket, stopping)) server.injectSocket(socket);
+  });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.listen.port, config.listen.host, () => {
-      server.off('error', reject);
+    tcp.once('error', reject);
+    tcp.listen(config.listen.port, config.listen.host, () => {
+      tcp.off('error', reject);
       resolve();
     });
   });
-  const address = server.address() as AddressInfo;
+  const address = tcp.address() as AddressInfo;
   log('listening', { addr: `${address.address}:${address.port}`, 'host-key': hostKey.fingerprint, 'max-builds': config.maxBuilds });
 
   const abortAll = () => jobs.forEach((job) => job.controller.abort());
@@ -192,7 +177,7 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
       if (stopping) return;
       stopping = true;
       log('shutdown', { running: jobs.size, 'grace-seconds': config.shutdownGraceMs / 1000 });
-      server.close();
+      tcp.close();
       const allDone = () => Promise.all([...jobs].map((j) => j.done));
       let timer: NodeJS.Timeout | undefined;
       const graceOver = new Promise<'grace-over'>((resolve) => {
