@@ -12,19 +12,17 @@ export function classifyVcsFailure(output: string, ctx: { repo: string; host: st
   if (/Permission denied \(publickey|Authentication failed|could not read Username|HTTP Basic: Access denied|authorization failed/i.test(text)) {
     return errors.repoAuth(ctx.repo);
   }
-  if (/Could not resolve hostname|Connection refused|Connection timed out|No route to host|Network is unreachable|Could not resolve host|Connection closed by|kex_exchange_identification/i.test(text)) {
-    return errors.repoUnreachable(ctx.repo, lastLine(text));
-  }
-  if (/does not appear to be a .* repository|Repository not found|not found|no such repository|does not exist/i.test(text)) {
-    return errors.repoNotFound(ctx.repo, lastLine(text));
-  }
-  return errors.vcs(ctx.what, lastLine(text) || 'no output');
+  const unreachable = lineMatching(text, /Could not resolve hostname|Connection refused|Connection timed out|No route to host|Network is unreachable|Could not resolve host|Connection closed by|kex_exchange_identification/i);
+  if (unreachable) return errors.repoUnreachable(ctx.repo, unreachable);
+  const notFound = lineMatching(text, /does not appear to be a .* repository|Repository not found|not found|no such repository|does not exist/i);
+  if (notFound) return errors.repoNotFound(ctx.repo, notFound);
+  return errors.vcs(ctx.what, lines(text).at(-1) ?? 'no output');
 }
 
-function lastLine(text: string): string {
-  const lines = text.split('\n').map((l) => l.replace(/^(fatal|error|abort|remote): /i, '').trim()).filter(Boolean);
-  return lines.filter((l) => !/^(Please make sure|and the repository exists)/.test(l)).at(-1) ?? lines.at(-1) ?? '';
-}
+const lines = (text: string) => text.split('\n').map((l) => l.replace(/^(fatal|error|abort|remote): /i, '').trim()).filter(Boolean);
+
+/** The tool's own line that says what happened, to quote in the message. */
+const lineMatching = (text: string, re: RegExp) => lines(text).find((l) => re.test(l));
 
 /** The host part of a repository URL, for messages. */
 export function hostOf(url: string): string {

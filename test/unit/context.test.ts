@@ -25,7 +25,9 @@ describe('git and hg failures', () => {
     assert.equal(classifyVcsFailure('@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@\nHost key verification failed.', ctx).code, 'EHOSTKEYCHANGED');
     assert.equal(classifyVcsFailure('git@h: Permission denied (publickey).\nfatal: Could not read from remote repository.', ctx).code, 'EREPOAUTH');
     assert.equal(classifyVcsFailure('ssh: connect to host h port 22: Connection refused', ctx).code, 'EREPOUNREACHABLE');
-    assert.equal(classifyVcsFailure("fatal: '/x.git' does not appear to be a git repository", ctx).code, 'EREPONOTFOUND');
+    const notFound = classifyVcsFailure("fatal: '/x.git' does not appear to be a git repository\nfatal: Could not read from remote repository.\n\nPlease make sure you have the correct access rights", ctx);
+    assert.equal(notFound.code, 'EREPONOTFOUND');
+    assert.match(notFound.message, /was not found \('\/x\.git' does not appear to be a git repository\)/);
     const other = classifyVcsFailure('fatal: something odd\n', ctx);
     assert.equal(other.code, 'EVCS');
     assert.match(other.message, /git fetch failed: something odd/);

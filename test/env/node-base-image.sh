@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Makes buildbot-test/node-base:latest, the base the server's image is built on in the tests:
+# no public image can be pulled here, so it is a debootstrap'ed Debian with git, ssh and hg,
+# and this machine's Node.js and npm copied in. The rootfs tarball is cached between runs.
+# Prints the reason and exits 3 when it cannot be made on this machine.
+set -euo pipefail
+image=buildbot-test/node-base:latest
+cache=${BUILDBOT_IMAGE_CACHE:-/var/cache/buildbot-test}/bookworm-node.tar
+if docker image inspect "$image" >/dev/null 2>&1; then exit 0; fi
+if [[ ! -s $cache ]]; then
+  if [[ $(id -u) -ne 0 ]]; then echo "debootstrap needs root" >&2; exit 3; fi
+  command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2 || { echo "debootstrap is not installed and could not be" >&2; exit 3; }
+  node_bin=$(readlink -f "$(command -v node)")
+  npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
+  rootfs=$(mktemp -d /tmp/node-base.XXXXXX)
+  trap 'rm -rf "$rootfs"' EXIT
+  debootstrap --variant=minbase --include=git,openssh-client,mercurial,ca-certificates bookworm "$rootfs" http://deb.debian.org/debian >/dev/null 2>&1 \
+    || { echo "debootstrap of bookworm failed (is deb.debian.org reachable?)" >&2; exit 3; }
+  # Trust what this machine trusts: its package registries may sit behind a proxy with its own CA.
+  cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
+  cp "$node_bin" "$rootfs/usr/bin/node"
+  mkdir -p "$rootfs/usr/lib/node_modules"
+  cp -a "$npm_dir" "$rootfs/usr/lib/node_modules/npm"
+  ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$rootfs/usr/bin/npm"
+  ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$rootfs/usr/bin/npx"
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  mkdir -p "$(dirname "$cache")"
+  tar -C "$rootfs" -cf "$cache.tmp" . && mv "$cache.tmp" "$cache"
+fi
+docker import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  -c 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' "$cache" "$image" >/dev/null
