@@ -1,7 +1,10 @@
+import { readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
 import type Docker from 'dockerode';
 import { LABELS, removeContainer } from '../docker/containers.js';
 import type { ServerLog } from '../pipeline/context.js';
+import { keysDir } from '../vcs/ssh.js';
 
 function isAlive(pid: number): boolean {
   try {
@@ -10,6 +13,20 @@ function isAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** Deploy keys written by a process that died before it could remove them. */
+export async function removeOrphanKeys(workDir: string, log: ServerLog): Promise<number> {
+  const entries = await readdir(keysDir(workDir)).catch(() => [] as string[]);
+  let removed = 0;
+  for (const entry of entries) {
+    const pid = Number(entry.split('-')[0]);
+    if (pid && pid !== process.pid && isAlive(pid)) continue;
+    await rm(path.join(keysDir(workDir), entry), { recursive: true, force: true });
+    log('orphan-key-removed', { dir: entry });
+    removed++;
+  }
+  return removed;
 }
 
 /**

@@ -12,7 +12,7 @@ import type { ServerServices } from './commands/types.js';
 import type { ServerConfig } from './config.js';
 import { Admission } from './admission.js';
 import { loadOrCreateHostKey } from './host-key.js';
-import { removeOrphans } from './orphans.js';
+import { removeOrphanKeys, removeOrphans } from './orphans.js';
 import { BuildQueue } from './queue.js';
 
 export interface RunningServer {
@@ -36,6 +36,7 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
   log('host-key', { file: config.hostKeyFile, fingerprint: hostKey.fingerprint, created: hostKey.created });
   const docker = createDocker(config);
   const services: ServerServices = { config, docker, log, queue: new BuildQueue(config.maxBuilds) };
+  await removeOrphanKeys(config.workDir, log);
   await removeOrphans(docker, log).catch((err: Error) => log('orphan-check-failed', { error: err.message }));
 
   const jobs = new Set<Job>();

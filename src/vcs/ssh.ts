@@ -1,6 +1,8 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
+
+/** Where deploy keys live during a build: in the work dir, beside (never inside) the clone caches. */
+export const keysDir = (workDir: string) => path.join(workDir, '.keys');
 
 export interface SshSetup {
   /** The ssh command line git and hg run: paths only, never key material. */
@@ -12,8 +14,10 @@ export interface SshSetup {
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /**
- * Writes the deploy key (0600, in a private temporary directory outside the work dir,
- * so no build context can ever contain it) and builds the ssh command for git and hg.
+ * Writes the deploy key (0600, in a private directory under <work-dir>/.keys, which no build
+ * context ever includes: only <work-dir>/<service_id> is packed) and builds the ssh command
+ * for git and hg. The directory name starts with the process id, so a server that finds the
+ * key of a dead process at start can remove it.
  * The known_hosts file is per service: the git host's key is pinned on the first build
  * (accept-new) and a changed key is refused afterwards.
  */
@@ -25,7 +29,8 @@ export async function prepareSsh(workDir: string, serviceId: string, privateKey:
   let keyDir: string | undefined;
   const identity: string[] = [];
   if (privateKey) {
-    keyDir = await mkdtemp(path.join(os.tmpdir(), 'buildbot-key-'));
+    await mkdir(keysDir(workDir), { recursive: true, mode: 0o700 });
+    keyDir = await mkdtemp(path.join(keysDir(workDir), `${process.pid}-`));
     const keyFile = path.join(keyDir, 'id');
     await writeFile(keyFile, privateKey, { mode: 0o600, flag: 'wx' });
     identity.push('-i', quote(keyFile));

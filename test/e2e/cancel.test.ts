@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
-import os from 'node:os';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { testEnv } from '../helpers/env.js';
@@ -10,7 +10,7 @@ import { allContainerIds, buildContainers } from '../helpers/docker.js';
 import { registryTags } from '../helpers/registry.js';
 import { GitRepo, removeAll, staticSite } from '../helpers/repos.js';
 
-const keyDirs = () => readdirSync(os.tmpdir()).filter((f) => f.startsWith('buildbot-key-')).sort();
+const keyDirs = (workDir: string) => readdirSync(path.join(workDir, '.keys')).sort();
 
 async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -56,7 +56,7 @@ describe('buildbot.sh concurrency and cancellation', () => {
   it('Ctrl-C during build.sh kills and removes its container, pushes nothing and releases the service', async () => {
     const repo = repoWith('abort', staticSite({ buildExtra: 'echo "long build started"; sleep 120' }));
     const service = unique('abort');
-    const keysBefore = keyDirs();
+
     const run = startCli(buildArgs({ service, repo: repo.url, revision: 'main', image: service }), workDir);
     await run.waitFor(/long build started/);
     assert.equal((await buildContainers()).length, 1, 'the builder container is running');
@@ -68,7 +68,7 @@ describe('buildbot.sh concurrency and cancellation', () => {
     assert.ok(Date.now() - t0 < 10_000, 'cancelled within seconds');
     assert.deepEqual(await buildContainers(), []);
     assert.deepEqual(await registryTags(service), []);
-    assert.deepEqual(keyDirs(), keysBefore, 'the key file is removed');
+    assert.deepEqual(keyDirs(workDir), [], 'the key file is removed');
 
     // The service lock is free again: a new build does not wait.
     const repo2 = repoWith('abort-after', staticSite());

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
@@ -303,9 +304,12 @@ describe('the SSH server across restarts and signals', () => {
     await dead.stop('SIGKILL');
     await client.done;
     assert.equal((await buildContainers()).length, 1, 'the dead server left its builder behind');
+    assert.equal(readdirSync(path.join(dead.workDir, '.keys')).length, 1, 'and the deploy key of that build');
     const next = await startServer({ workDir: dead.workDir });
     assert.match(next.log(), /orphan-removed container=[0-9a-f]{12} build=\w+ service=orphan-/);
+    assert.match(next.log(), /orphan-key-removed dir=\d+-/);
     assert.deepEqual(await buildContainers(), []);
+    assert.deepEqual(readdirSync(path.join(dead.workDir, '.keys')), []);
     await next.stop();
     removeAll(dead.workDir);
   });
