@@ -1,35 +1,24 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { testEnv } from '../helpers/env.js';
 import { assertNoSecrets, buildArgs, headers, resultMeta, unique } from '../helpers/build.js';
-import { newWorkDir, runCli } from '../helpers/cli.js';
+import { runCli } from '../helpers/cli.js';
+import { suiteRepos, suiteWorkDir } from '../helpers/fixtures.js';
 import { buildContainers, pulledFiles } from '../helpers/docker.js';
 import { registryImage, registryTags } from '../helpers/registry.js';
-import { GitRepo, HgRepo, removeAll, staticSite } from '../helpers/repos.js';
+import { HgRepo, removeAll, staticSite } from '../helpers/repos.js';
 
 describe('buildbot.sh builds and pushes', () => {
-  let workDir: string;
-  const repos: GitRepo[] = [];
-  before(() => {
-    workDir = newWorkDir();
-  });
-  after(() => {
-    repos.forEach((r) => r.dispose());
-    removeAll(workDir);
-  });
-  const newRepo = (name: string) => {
-    const repo = new GitRepo(unique(name));
-    repos.push(repo);
-    return repo;
-  };
+  const work = suiteWorkDir();
+  const repoWith = suiteRepos();
 
   it('renders a static site in a builder image, pushes two tags and the registry holds the slim image', async () => {
-    const repo = newRepo('site');
-    const commit = repo.commit(staticSite({ title: 'welcome' }));
+    const repo = repoWith('site', staticSite({ title: 'welcome' }));
+    const commit = repo.head();
     const image = unique('site');
-    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, tags: ['1.4.2', 'latest'] }), workDir);
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, tags: ['1.4.2', 'latest'] }), work());
 
     assert.equal(res.code, 0, res.stderr);
     assert.deepEqual(headers(res.stdout), ['login', 'checkout', 'metadata', 'build.sh', 'image', 'test', 'push', 'done']);
@@ -68,15 +57,14 @@ describe('buildbot.sh builds and pushes', () => {
   });
 
   it('reuses the clone for a new revision, and does not fetch a revision it already has', async () => {
-    const repo = newRepo('reuse');
+    const repo = repoWith('reuse', staticSite({ title: 'first' }));
     const image = unique('reuse');
-    repo.commit(staticSite({ title: 'first' }));
-    const first = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), workDir);
+    const first = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), work());
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stdout, /^cloning /m);
 
     const second = repo.commit(staticSite({ title: 'second' }));
-    const next = await runCli(buildArgs({ service: image, repo: repo.url, revision: second.slice(0, 10), image, tags: ['2.0.0'] }), workDir);
+    const next = await runCli(buildArgs({ service: image, repo: repo.url, revision: second.slice(0, 10), image, tags: ['2.0.0'] }), work());
     assert.equal(next.code, 0, next.stderr);
     assert.doesNotMatch(next.stdout, /^cloning /m, 'the clone cache is reused');
     assert.match(next.stdout, /^fetching /m);
@@ -84,28 +72,26 @@ describe('buildbot.sh builds and pushes', () => {
     const files = await pulledFiles(`${testEnv().registry}/${image}:2.0.0`, '/www/index.html');
     assert.equal(files.get('index.html'), '<h1>second 2.0.0</h1>\n');
 
-    const again = await runCli(buildArgs({ service: image, repo: repo.url, revision: second, image, tags: ['2.0.1'] }), workDir);
+    const again = await runCli(buildArgs({ service: image, repo: repo.url, revision: second, image, tags: ['2.0.1'] }), work());
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /in the clone cache already; not fetching/);
     assert.doesNotMatch(again.stdout, /^(cloning|fetching) /m);
   });
 
   it('re-clones a broken clone cache (an interrupted clone)', async () => {
-    const repo = newRepo('broken');
+    const repo = repoWith('broken', staticSite());
     const image = unique('broken');
-    repo.commit(staticSite());
-    const first = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), workDir);
+    const first = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), work());
     assert.equal(first.code, 0, first.stderr);
-    removeAll(path.join(workDir, image, '.git', 'objects'), path.join(workDir, image, '.git', 'HEAD'));
-    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, tags: ['1.0.1'] }), workDir);
+    removeAll(path.join(work(), image, '.git', 'objects'), path.join(work(), image, '.git', 'HEAD'));
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, tags: ['1.0.1'] }), work());
     assert.equal(res.code, 0, res.stderr);
     assert.match(res.stdout, /clone cache of .* is broken .*; cloning again/);
   });
 
   it('applies .dockerignore to the context exactly as docker does, and never sends .git', async () => {
-    const repo = newRepo('ignore');
     const image = unique('ignore');
-    repo.commit({
+    const repo = repoWith('ignore', {
       Dockerfile: `FROM ${testEnv().busyboxImage}\nCOPY . /app\n`,
       '.dockerignore': '*.log\nsecrets\ndocs/**\n!docs/public\nDockerfile\n',
       'app.js': 'console.log(1)\n',
@@ -115,7 +101,7 @@ describe('buildbot.sh builds and pushes', () => {
       'docs/internal.md': 'x\n',
       'docs/public/index.md': 'kept by the exception\n',
     });
-    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), workDir);
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), work());
     assert.equal(res.code, 0, res.stderr);
     assert.match(res.stdout, /# build\.sh: none/);
     const files = [...(await pulledFiles(`${testEnv().registry}/${image}:1.0.0`, '/app')).keys()].sort();
@@ -130,11 +116,11 @@ describe('buildbot.sh builds and pushes', () => {
     const repo = new HgRepo(unique('hgsite'));
     const commit = repo.commit(staticSite({ title: 'from hg' }));
     const image = unique('hgsite');
-    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: commit.slice(0, 12), image, extra: ['--vcs', 'hg'] }), workDir);
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: commit.slice(0, 12), image, extra: ['--vcs', 'hg'] }), work());
     assert.equal(res.code, 0, res.stderr);
     assert.equal((await registryImage(image, '1.0.0')).labels['org.opencontainers.image.revision'], commit);
     const files = await pulledFiles(`${testEnv().registry}/${image}:1.0.0`, '/www/index.html');
     assert.equal(files.get('index.html'), '<h1>from hg 1.0.0</h1>\n');
-    assert.ok(existsSync(path.join(workDir, image, '.hg')), 'the clone cache is an hg clone');
+    assert.ok(existsSync(path.join(work(), image, '.hg')), 'the clone cache is an hg clone');
   });
 });

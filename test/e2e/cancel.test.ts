@@ -1,48 +1,27 @@
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { testEnv } from '../helpers/env.js';
 import { buildArgs, unique } from '../helpers/build.js';
-import { newWorkDir, runCli, startCli } from '../helpers/cli.js';
+import { runCli, startCli } from '../helpers/cli.js';
+import { eventually, suiteRepos, suiteWorkDir } from '../helpers/fixtures.js';
 import { allContainerIds, buildContainers } from '../helpers/docker.js';
 import { registryTags } from '../helpers/registry.js';
-import { GitRepo, removeAll, staticSite } from '../helpers/repos.js';
+import { staticSite } from '../helpers/repos.js';
 
-const keyDirs = (workDir: string) => readdirSync(path.join(workDir, '.keys')).sort();
-
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${timeoutMs} ms`);
-    await sleep(200);
-  }
-}
+const keyDirs = (dir: string) => readdirSync(path.join(dir, '.keys')).sort();
 
 describe('buildbot.sh concurrency and cancellation', () => {
-  let workDir: string;
-  const repos: GitRepo[] = [];
-  before(() => {
-    workDir = newWorkDir();
-  });
-  after(() => {
-    repos.forEach((r) => r.dispose());
-    removeAll(workDir);
-  });
-  const repoWith = (name: string, files: Parameters<GitRepo['commit']>[0]) => {
-    const repo = new GitRepo(unique(name));
-    repos.push(repo);
-    repo.commit(files);
-    return repo;
-  };
+  const work = suiteWorkDir();
+  const repoWith = suiteRepos();
 
   it('serializes two builds of one service, saying so, and both succeed', async () => {
     const repo = repoWith('serial', staticSite({ buildExtra: 'echo "build.sh running"; sleep 2' }));
     const service = unique('serial');
-    const first = startCli(buildArgs({ service, repo: repo.url, revision: 'main', image: service, tags: ['1'] }), workDir);
+    const first = startCli(buildArgs({ service, repo: repo.url, revision: 'main', image: service, tags: ['1'] }), work());
     await first.waitFor(/build\.sh running/);
-    const second = startCli(buildArgs({ service, repo: repo.url, revision: 'main', image: service, tags: ['2'] }), workDir);
+    const second = startCli(buildArgs({ service, repo: repo.url, revision: 'main', image: service, tags: ['2'] }), work());
     const [a, b] = await Promise.all([first.done, second.done]);
     assert.equal(a.code, 0, a.stderr);
     assert.equal(b.code, 0, b.stderr);
@@ -57,7 +36,7 @@ describe('buildbot.sh concurrency and cancellation', () => {
     const repo = repoWith('abort', staticSite({ buildExtra: 'echo "long build started"; sleep 120' }));
     const service = unique('abort');
 
-    const run = startCli(buildArgs({ service, repo: repo.url, revision: 'main', image: service }), workDir);
+    const run = startCli(buildArgs({ service, repo: repo.url, revision: 'main', image: service }), work());
     await run.waitFor(/long build started/);
     assert.equal((await buildContainers()).length, 1, 'the builder container is running');
     const t0 = Date.now();
@@ -68,11 +47,11 @@ describe('buildbot.sh concurrency and cancellation', () => {
     assert.ok(Date.now() - t0 < 10_000, 'cancelled within seconds');
     assert.deepEqual(await buildContainers(), []);
     assert.deepEqual(await registryTags(service), []);
-    assert.deepEqual(keyDirs(workDir), [], 'the key file is removed');
+    assert.deepEqual(keyDirs(work()), [], 'the key file is removed');
 
     // The service lock is free again: a new build does not wait.
     const repo2 = repoWith('abort-after', staticSite());
-    const next = await runCli(buildArgs({ service, repo: repo2.url, revision: 'main', image: service }), workDir);
+    const next = await runCli(buildArgs({ service, repo: repo2.url, revision: 'main', image: service }), work());
     assert.equal(next.code, 0, next.stderr);
     assert.doesNotMatch(next.stdout, /waiting for it to finish/);
   });
@@ -81,7 +60,7 @@ describe('buildbot.sh concurrency and cancellation', () => {
     const repo = repoWith('abortimage', { Dockerfile: `FROM ${testEnv().busyboxImage}\nRUN echo "image step started" && sleep 120\n` });
     const service = unique('abortimage');
     const before = await allContainerIds();
-    const run = startCli(buildArgs({ service, repo: repo.url, revision: 'main', image: service }), workDir);
+    const run = startCli(buildArgs({ service, repo: repo.url, revision: 'main', image: service }), work());
     await run.waitFor(/image step started/);
     run.child.kill('SIGINT');
     const res = await run.done;

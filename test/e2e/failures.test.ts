@@ -1,35 +1,23 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { keyBase64, keyPath, loginCmd, testEnv } from '../helpers/env.js';
 import { assertNoSecrets, buildArgs, headers, unique } from '../helpers/build.js';
-import { newWorkDir, runCli } from '../helpers/cli.js';
+import { runCli } from '../helpers/cli.js';
+import { suiteRepos, suiteWorkDir } from '../helpers/fixtures.js';
 import { allContainerIds, buildContainers } from '../helpers/docker.js';
 import { registryTags } from '../helpers/registry.js';
-import { GitRepo, removeAll, staticSite } from '../helpers/repos.js';
+import { staticSite } from '../helpers/repos.js';
 
 describe('buildbot.sh failures: the right exit code, a clear error, nothing pushed, nothing left', () => {
-  let workDir: string;
-  const repos: GitRepo[] = [];
-  before(() => {
-    workDir = newWorkDir();
-  });
-  after(() => {
-    repos.forEach((r) => r.dispose());
-    removeAll(workDir);
-  });
-  const repoWith = (name: string, files: Parameters<GitRepo['commit']>[0]) => {
-    const repo = new GitRepo(unique(name));
-    repos.push(repo);
-    repo.commit(files);
-    return repo;
-  };
+  const work = suiteWorkDir();
+  const repoWith = suiteRepos();
 
   it('a failing build.sh ends the build with its exit code and its stderr, and nothing is pushed', async () => {
     const repo = repoWith('failbuild', staticSite({ buildExtra: 'echo "compiler says no" >&2; exit 3' }));
     const image = unique('failbuild');
-    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), workDir);
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), work());
     assert.equal(res.code, 3);
     assert.match(res.stderr, /compiler says no/);
     assert.match(res.stderr, /^error: build\.sh exited with code 3/m);
@@ -41,7 +29,7 @@ describe('buildbot.sh failures: the right exit code, a clear error, nothing push
   it('a failing in-image test ends the build with its exit code, and nothing is pushed', async () => {
     const repo = repoWith('failtest', staticSite({ testLine: '#test_in_container_entrypoint=sh -c "echo checking; exit 4"' }));
     const image = unique('failtest');
-    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), workDir);
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), work());
     assert.equal(res.code, 4);
     assert.match(res.stdout, /checking/);
     assert.match(res.stderr, /^error: the in-image test exited with code 4; nothing was pushed/m);
@@ -54,18 +42,18 @@ describe('buildbot.sh failures: the right exit code, a clear error, nothing push
     const repo = repoWith('badpass', staticSite());
     const image = unique('badpass');
     const wrong = 'not-the-password-5f1c';
-    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, login: loginCmd(wrong) }), workDir);
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, login: loginCmd(wrong) }), work());
     assert.equal(res.code, 2);
     assert.match(res.stderr, /^error: registry 127\.0\.0\.1:\d+ refused the login of user "buildbot-test"/m);
     assert.deepEqual(headers(res.stdout), ['login']);
-    assert.ok(!existsSync(path.join(workDir, image)), 'nothing was cloned');
+    assert.ok(!existsSync(path.join(work(), image)), 'nothing was cloned');
     assert.ok(!(res.stdout + res.stderr).includes(wrong));
   });
 
   it('a key the git host does not accept is a clear error', async () => {
     const repo = repoWith('badkey', staticSite());
     const image = unique('badkey');
-    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, key: keyBase64('stranger_ed25519') }), workDir);
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, key: keyBase64('stranger_ed25519') }), work());
     assert.equal(res.code, 2);
     assert.match(res.stderr, /^error: the git host refused the key for ssh:\/\/.*; give a deploy key/m);
     const stranger = readFileSync(keyPath('stranger_ed25519'), 'utf8').split('\n')[1];
@@ -75,7 +63,7 @@ describe('buildbot.sh failures: the right exit code, a clear error, nothing push
   it('an RSA PEM deploy key works too', async () => {
     const repo = repoWith('rsakey', staticSite());
     const image = unique('rsakey');
-    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, key: keyBase64('deploy_rsa') }), workDir);
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, key: keyBase64('deploy_rsa') }), work());
     assert.equal(res.code, 0, res.stderr);
   });
 
@@ -83,7 +71,7 @@ describe('buildbot.sh failures: the right exit code, a clear error, nothing push
     const repo = repoWith('badrev', staticSite());
     const image = unique('badrev');
     for (const revision of ['no-such-branch', 'deadbeefdeadbeefdeadbeefdeadbeefdeadbeef']) {
-      const res = await runCli(buildArgs({ service: image, repo: repo.url, revision, image }), workDir);
+      const res = await runCli(buildArgs({ service: image, repo: repo.url, revision, image }), work());
       assert.equal(res.code, 2, res.stderr);
       assert.match(res.stderr, new RegExp(`^error: revision "${revision}" does not exist in ssh://`, 'm'));
     }
@@ -94,10 +82,10 @@ describe('buildbot.sh failures: the right exit code, a clear error, nothing push
     const image = unique('hostkey');
     const { gitHost, gitPort } = testEnv();
     const impostor = readFileSync(keyPath('stranger_ed25519.pub'), 'utf8').split(' ').slice(0, 2).join(' ');
-    mkdirSync(path.join(workDir, '.known_hosts'), { recursive: true });
-    const knownHosts = path.join(workDir, '.known_hosts', image);
+    mkdirSync(path.join(work(), '.known_hosts'), { recursive: true });
+    const knownHosts = path.join(work(), '.known_hosts', image);
     writeFileSync(knownHosts, `[${gitHost}]:${gitPort} ${impostor}\n`);
-    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), workDir);
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), work());
     assert.equal(res.code, 1);
     assert.match(res.stderr, new RegExp(`^error: the SSH host key of ${gitHost}:${gitPort} is not the one pinned .* delete ${knownHosts.replace(/[.]/g, '\\.')}`, 'm'));
     assert.deepEqual(await registryTags(image), []);
@@ -106,9 +94,9 @@ describe('buildbot.sh failures: the right exit code, a clear error, nothing push
   it('pins the git host key on the first build', async () => {
     const repo = repoWith('pin', staticSite());
     const image = unique('pin');
-    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), workDir);
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), work());
     assert.equal(res.code, 0, res.stderr);
-    const pinned = readFileSync(path.join(workDir, '.known_hosts', image), 'utf8');
+    const pinned = readFileSync(path.join(work(), '.known_hosts', image), 'utf8');
     assert.ok(pinned.includes(testEnv().gitHostPublicKey.split(' ')[1]));
   });
 
@@ -116,7 +104,7 @@ describe('buildbot.sh failures: the right exit code, a clear error, nothing push
     const repo = repoWith('failimage', { Dockerfile: `FROM ${testEnv().busyboxImage}\nRUN echo about to fail && exit 7\n` });
     const image = unique('failimage');
     const before = await allContainerIds();
-    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), workDir);
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), work());
     assert.equal(res.code, 1);
     assert.match(res.stdout, /about to fail/);
     assert.match(res.stderr, /^error: docker build failed: .*returned a non-zero code: 7/m);
@@ -126,39 +114,39 @@ describe('buildbot.sh failures: the right exit code, a clear error, nothing push
   it('names a builder image that is not there', async () => {
     const repo = repoWith('nobuilder', { ...staticSite(), 'build.sh': '#!/bin/sh\n#build_inside_docker_image=buildbot-test/no-such-builder:1\n' });
     const image = unique('nobuilder');
-    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), workDir);
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), work());
     assert.equal(res.code, 1);
     assert.match(res.stderr, /^error: the builder image buildbot-test\/no-such-builder:1 is not on this Docker engine and could not be pulled/m);
   });
 
   it('says what is missing in the repository: a Dockerfile, the builder image line', async () => {
     const noDockerfile = repoWith('nodockerfile', { 'README': 'x\n' });
-    const a = await runCli(buildArgs({ service: unique('nodf'), repo: noDockerfile.url, revision: 'main', image: unique('nodf') }), workDir);
+    const a = await runCli(buildArgs({ service: unique('nodf'), repo: noDockerfile.url, revision: 'main', image: unique('nodf') }), work());
     assert.equal(a.code, 1);
     assert.match(a.stderr, /^error: there is no Dockerfile at the root of the repository at [0-9a-f]{12}; .*add one/m);
 
     const noImageLine = repoWith('noimageline', { ...staticSite(), 'build.sh': '#!/bin/sh\necho hi\n' });
-    const b = await runCli(buildArgs({ service: unique('noil'), repo: noImageLine.url, revision: 'main', image: unique('noil') }), workDir);
+    const b = await runCli(buildArgs({ service: unique('noil'), repo: noImageLine.url, revision: 'main', image: unique('noil') }), work());
     assert.equal(b.code, 1);
     assert.match(b.stderr, /^error: build\.sh has no "#build_inside_docker_image=IMAGE" line/m);
   });
 
   it('usage errors exit 2 with the usage and the exact problem', async () => {
-    const missing = await runCli(['--service_id', 'x', '--revision', 'main', '--image', 'r.example/x', '--tag', '1'], workDir);
+    const missing = await runCli(['--service_id', 'x', '--revision', 'main', '--image', 'r.example/x', '--tag', '1'], work());
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /^Usage: buildbot\.sh /m);
     assert.match(missing.stderr, /^error: missing --repo$/m);
     assert.equal(missing.stdout, '');
 
-    const typo = await runCli(['--service_id', 'x', '--repo', 'git@h:x', '--revision', 'main', '--image', 'r.example/x', '--tga', '1'], workDir);
+    const typo = await runCli(['--service_id', 'x', '--repo', 'git@h:x', '--revision', 'main', '--image', 'r.example/x', '--tga', '1'], work());
     assert.equal(typo.code, 2);
     assert.match(typo.stderr, /^error: unknown flag --tga \(did you mean --tag\?\)$/m);
 
-    const local = await runCli(['--service_id', 'x', '--repo', 'file:///etc', '--revision', 'main', '--image', 'r.example/x', '--tag', '1'], workDir);
+    const local = await runCli(['--service_id', 'x', '--repo', 'file:///etc', '--revision', 'main', '--image', 'r.example/x', '--tag', '1'], work());
     assert.equal(local.code, 2);
     assert.match(local.stderr, /^error: --repo "file:\/\/…" is refused/m);
 
-    const help = await runCli(['--help'], workDir);
+    const help = await runCli(['--help'], work());
     assert.equal(help.code, 0);
     assert.match(help.stdout, /--docker_login_cmd/);
   });

@@ -13,7 +13,8 @@ import { ROOT } from '../helpers/cli.js';
 import { docker } from '../helpers/docker.js';
 import { keyBase64, keyPath, loginCmd, testEnv } from '../helpers/env.js';
 import { registryTags } from '../helpers/registry.js';
-import { GitRepo, staticSite } from '../helpers/repos.js';
+import { staticSite } from '../helpers/repos.js';
+import { suiteRepos } from '../helpers/fixtures.js';
 import { ssh } from '../helpers/server.js';
 
 const IMAGE = 'buildbot-test/server:latest';
@@ -30,7 +31,7 @@ describe('the server\'s Docker image', () => {
   let skip: string | undefined;
   let container: import('dockerode').Container | undefined;
   let port = 0;
-  const repos: GitRepo[] = [];
+  const repoWith = suiteRepos();
 
   before(async () => {
     // No public base image can be pulled here: the test makes one (debootstrap + this machine's Node.js).
@@ -63,14 +64,11 @@ describe('the server\'s Docker image', () => {
 
   after(async () => {
     await container?.remove({ force: true }).catch(() => undefined);
-    repos.forEach((r) => r.dispose());
   });
 
   it('builds over SSH from inside its container, with the host\'s engine', async (t) => {
     if (skip) return t.skip(skip);
-    const repo = new GitRepo(unique('img-site'));
-    repos.push(repo);
-    repo.commit(staticSite());
+    const repo = repoWith('img-site', staticSite());
     const image = unique('img-site');
     const res = await ssh({ port }, [quote(['buildbot.sh', ...buildArgs({ service: image, repo: repo.url, revision: 'main', image })])]);
     assert.equal(res.code, 0, res.stderr);
@@ -79,9 +77,7 @@ describe('the server\'s Docker image', () => {
 
   it('runs buildbot.sh through docker exec, secrets from the environment', async (t) => {
     if (skip) return t.skip(skip);
-    const repo = new GitRepo(unique('img-exec'));
-    repos.push(repo);
-    repo.commit(staticSite());
+    const repo = repoWith('img-exec', staticSite());
     const image = unique('img-exec');
     const args = buildArgs({ service: image, repo: repo.url, revision: 'main', image, key: null, login: null });
     const id = (await container!.inspect()).Id;

@@ -4,42 +4,27 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import net from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { quote } from 'shell-quote';
 import { keyPath } from '../helpers/env.js';
 import { assertNoSecrets, buildArgs, headers, resultMeta, unique } from '../helpers/build.js';
 import { buildContainers } from '../helpers/docker.js';
 import { registryTags } from '../helpers/registry.js';
-import { GitRepo, removeAll, staticSite } from '../helpers/repos.js';
+import { removeAll, staticSite } from '../helpers/repos.js';
+import { eventually, suiteRepos } from '../helpers/fixtures.js';
 import { ssh, startServer, startSsh, type ServerProcess } from '../helpers/server.js';
 
 /** The command line a CI script would send: the words quoted for the server's shell-style split. */
 const remote = (args: string[]) => [quote(['buildbot.sh', ...args])];
 
-async function eventually(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
-
 describe('the SSH server, driven by the OpenSSH client', () => {
   let server: ServerProcess;
-  const repos: GitRepo[] = [];
-  const repoWith = (name: string, files: Parameters<GitRepo['commit']>[0]) => {
-    const repo = new GitRepo(unique(name));
-    repos.push(repo);
-    repo.commit(files);
-    return repo;
-  };
+  const repoWith = suiteRepos();
   before(async () => {
     server = await startServer({ args: ['--max-builds', '2'] });
   });
   after(async () => {
     await server.stop();
-    repos.forEach((r) => r.dispose());
     removeAll(server.workDir);
   });
 
@@ -233,14 +218,7 @@ describe('the SSH server, driven by the OpenSSH client', () => {
 });
 
 describe('the SSH server across restarts and signals', () => {
-  const repos: GitRepo[] = [];
-  const repoWith = (name: string, files: Parameters<GitRepo['commit']>[0]) => {
-    const repo = new GitRepo(unique(name));
-    repos.push(repo);
-    repo.commit(files);
-    return repo;
-  };
-  after(() => repos.forEach((r) => r.dispose()));
+  const repoWith = suiteRepos();
 
   it('refuses to start without an authorized key, and says how to give one', async () => {
     const res = execFileSync('sh', ['-c', `${process.execPath} dist/src/cli/server-main.js --listen 127.0.0.1:0 2>&1; echo "exit=$?"`], { encoding: 'utf8', env: { PATH: process.env.PATH } });

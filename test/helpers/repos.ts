@@ -46,6 +46,10 @@ export class GitRepo {
     return git('rev-parse', 'HEAD');
   }
 
+  head(): string {
+    return execFileSync('git', ['-C', this.work, 'rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
+  }
+
   dispose(): void {
     rmSync(this.work, { recursive: true, force: true });
   }
