@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
@@ -13,7 +13,13 @@ export type TarStream = NodeJS.ReadableStream & Readable;
  * Streams a directory as a tar, entry by entry, with paths under `prefix`. Nothing is
  * buffered whole: large repositories go to the engine as they are read.
  */
-export function packDirectory(root: string, filter: ContextFilter, prefix = ''): TarStream {
+/** One small file (the Dockerfile) whose content is changed on its way into the tar. */
+export interface Rewrite {
+  path: string;
+  apply(content: Buffer): Buffer;
+}
+
+export function packDirectory(root: string, filter: ContextFilter, prefix = '', rewrite?: Rewrite): TarStream {
   const pack = tar.pack();
   const name = (rel: string) => (prefix ? (rel ? `${prefix}/${rel}` : prefix) : rel);
   const walk = async (rel: string): Promise<void> => {
@@ -31,6 +37,9 @@ export function packDirectory(root: string, filter: ContextFilter, prefix = ''):
         continue;
       } else if (stat.isSymbolicLink()) {
         await addEntry(pack, { ...common, type: 'symlink', linkname: await readlink(full) });
+      } else if (stat.isFile() && relPath === rewrite?.path) {
+        const content = rewrite.apply(await readFile(full));
+        await addEntry(pack, { ...common, type: 'file', size: content.length }, content);
       } else if (stat.isFile()) {
         const sink = pack.entry({ ...common, type: 'file', size: stat.size });
         await pipeline(createReadStream(full), sink as unknown as NodeJS.WritableStream);
@@ -46,15 +55,19 @@ export function packDirectory(root: string, filter: ContextFilter, prefix = ''):
   return pack as unknown as TarStream;
 }
 
-function addEntry(pack: tar.Pack, header: Parameters<tar.Pack["entry"]>[0]): Promise<void> {
-  return new Promise((resolve, reject) => pack.entry(header, (err) => (err ? reject(err) : resolve())));
+function addEntry(pack: tar.Pack, header: Parameters<tar.Pack['entry']>[0], content?: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error | null) => (err ? reject(err) : resolve());
+    if (content) pack.entry(header, content, done);
+    else pack.entry(header, done);
+  });
 }
 
 /**
  * Re-packs a tar from the engine (getArchive of /project, entries under "project/") as a
  * build context: the prefix is stripped and the filter applied while the bytes stream through.
  */
-export function repackArchive(source: NodeJS.ReadableStream, stripPrefix: string, filter: ContextFilter): TarStream {
+export function repackArchive(source: NodeJS.ReadableStream, stripPrefix: string, filter: ContextFilter, rewrite?: Rewrite): TarStream {
   const extract = tar.extract();
   const pack = tar.pack();
   extract.on('entry', (header, stream, next) => {
@@ -65,7 +78,17 @@ export function repackArchive(source: NodeJS.ReadableStream, stripPrefix: string
       stream.resume();
       return;
     }
-    const out = pack.entry({ ...header, name: inner, uid: 0, gid: 0, uname: undefined, gname: undefined }, (err) => next(err ?? undefined));
+    const outHeader = { ...header, name: inner, uid: 0, gid: 0, uname: undefined, gname: undefined };
+    if (header.type === 'file' && inner === rewrite?.path) {
+      const parts: Buffer[] = [];
+      stream.on('data', (d: unknown) => parts.push(d as Buffer));
+      stream.on('end', () => {
+        const content = rewrite.apply(Buffer.concat(parts));
+        pack.entry({ ...outHeader, size: content.length }, content, (err) => next(err ?? undefined));
+      });
+      return;
+    }
+    const out = pack.entry(outHeader, (err) => next(err ?? undefined));
     stream.pipe(out as unknown as NodeJS.WritableStream);
   });
   extract.on('finish', () => pack.finalize());
@@ -75,18 +98,20 @@ export function repackArchive(source: NodeJS.ReadableStream, stripPrefix: string
   return pack as unknown as TarStream;
 }
 
-/** Reads one small file out of a tar stream (getArchive of a single file). */
-export function readSingleFile(source: NodeJS.ReadableStream): Promise<string> {
+/** Reads one small file out of a tar stream (getArchive of a single path); a symlink reads as empty, not regular. */
+export function readSingleFile(source: NodeJS.ReadableStream): Promise<{ text: string; regular: boolean }> {
   return new Promise((resolve, reject) => {
     const extract = tar.extract();
     const parts: Buffer[] = [];
+    let regular = false;
     extract.on('entry', (header, stream, next) => {
+      regular = header.type === 'file';
       stream.on('data', (chunk: unknown) => {
         if (header.type === 'file') parts.push(chunk as Buffer);
       });
       stream.on('end', next);
     });
-    extract.on('finish', () => resolve(Buffer.concat(parts).toString('utf8')));
+    extract.on('finish', () => resolve({ text: Buffer.concat(parts).toString('utf8'), regular }));
     extract.on('error', reject);
     source.pipe(extract as unknown as NodeJS.WritableStream);
   });

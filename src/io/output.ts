@@ -1,5 +1,4 @@
 import { Writable } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
 import type { Redactor } from './redact.js';
 
 /** The part of a writable stream the writer uses: write, and wait for 'drain' when full. */
@@ -19,39 +18,35 @@ const PARTIAL_LINE_DELAY_MS = 100;
 
 /**
  * A line-buffered, redacting stream over a target that it never ends (the SSH channel
- * must still send the exit status after the build's output). Backpressure from the
- * target propagates: write callbacks wait for 'drain', so a slow client slows the build's
- * output instead of growing a buffer here.
+ * must still send the exit status after the build's output). It works on bytes, splitting
+ * at newlines (never inside a UTF-8 character), so output without secrets passes without a
+ * copy. Backpressure from the target propagates: write callbacks wait for 'drain', so a slow
+ * client slows the build's output instead of growing a buffer here.
  */
 export class RedactingStream extends Writable {
-  private readonly decoder = new StringDecoder('utf8');
-  private pending = '';
+  private pending: Buffer = Buffer.alloc(0);
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly target: Sink,
     private readonly redactor: Redactor,
   ) {
-    super({ decodeStrings: false, highWaterMark: 64 * 1024 });
+    super({ highWaterMark: 64 * 1024 });
   }
 
-  override _write(chunk: Buffer | string, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
-    this.pending += typeof chunk === 'string' ? chunk : this.decoder.write(chunk);
-    const lastNewline = this.pending.lastIndexOf('\n');
-    let ready = '';
-    if (lastNewline >= 0) {
-      ready = this.pending.slice(0, lastNewline + 1);
-      this.pending = this.pending.slice(lastNewline + 1);
-    }
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    const data = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    const lastNewline = data.lastIndexOf(0x0a);
+    this.pending = data.subarray(lastNewline + 1);
     this.schedulePartialFlush();
-    this.emitText(ready, done);
+    this.forward(data.subarray(0, lastNewline + 1), done);
   }
 
   override _final(done: (err?: Error | null) => void): void {
     clearTimeout(this.timer);
-    const rest = this.pending + this.decoder.end();
-    this.pending = '';
-    this.emitText(rest, done);
+    const rest = this.pending;
+    this.pending = Buffer.alloc(0);
+    this.forward(rest, done);
   }
 
   override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
@@ -61,19 +56,19 @@ export class RedactingStream extends Writable {
 
   private schedulePartialFlush(): void {
     clearTimeout(this.timer);
-    if (!this.pending) return;
+    if (!this.pending.length) return;
     this.timer = setTimeout(() => {
       const keep = this.redactor.unsafeTailLength(this.pending);
-      const safe = this.pending.slice(0, this.pending.length - keep);
-      this.pending = this.pending.slice(safe.length);
-      if (safe) this.target.write(this.redactor.redact(safe));
+      const safe = this.pending.subarray(0, this.pending.length - keep);
+      this.pending = Buffer.from(this.pending.subarray(safe.length));
+      if (safe.length) this.target.write(this.redactor.redactBytes(safe));
     }, PARTIAL_LINE_DELAY_MS);
     this.timer.unref();
   }
 
-  private emitText(text: string, done: (err?: Error | null) => void): void {
-    if (!text) return done();
-    if (this.target.write(this.redactor.redact(text))) return done();
+  private forward(bytes: Buffer, done: (err?: Error | null) => void): void {
+    if (!bytes.length) return done();
+    if (this.target.write(this.redactor.redactBytes(bytes))) return done();
     this.target.once('drain', () => done());
   }
 }

@@ -30,17 +30,25 @@ function flushed(stream: NodeJS.WritableStream): Promise<void> {
   return new Promise((resolve) => stream.write(Buffer.alloc(0), () => resolve()));
 }
 
-/** Sends the exit status after all output, then closes: exit() after end() would be dropped. */
+/**
+ * Sends the exit status after all output, then closes: exit() after end() would be dropped.
+ * Resolves once the client has acknowledged the close, so that ending the connection right
+ * after (as a shutdown does) cannot cut off the status on its way.
+ */
 export async function finishChannel(channel: ServerChannel, exitCode: number): Promise<void> {
   if (channel.destroyed || !channel.writable) return;
-  await Promise.race([
-    Promise.all([flushed(channel), flushed(channel.stderr)]),
-    new Promise((resolve) => channel.once('close', resolve)),
-  ]);
+  const closed = new Promise<void>((resolve) => channel.once('close', () => resolve()));
+  await Promise.race([Promise.all([flushed(channel), flushed(channel.stderr)]), closed]);
   if (!channel.writable) return;
   channel.exit(exitCode);
   channel.end();
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_ACK_TIMEOUT_MS)))]);
+  clearTimeout(timer);
 }
+
+/** A client that never acknowledges the close is not waited for longer than this. */
+const CLOSE_ACK_TIMEOUT_MS = 5_000;
 
 /** Refuses what the channel asked for with a one-line explanation on stderr. */
 export async function refuse(channel: ServerChannel, message: string, exitCode = 1): Promise<void> {

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { keyPath, testEnv } from './env.js';
 
-export type Files = Record<string, string | { content: string; mode: number }>;
+export type Files = Record<string, string | { content: string | Buffer; mode: number }>;
 
 const sshCommand = () =>
   `ssh -i ${keyPath('deploy_ed25519')} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR`;

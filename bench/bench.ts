@@ -1,0 +1,360 @@
+/**
+ * `npm run bench`: the same builds through the shell-and-CLI baseline (bench/baseline.sh behind
+ * OpenSSH sshd), through bin/buildbot-server with the OpenSSH client, and through bin/buildbot.sh
+ * locally; every row measured side by side in one run. Prints a markdown table (medians, min–max).
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import ssh2 from 'ssh2';
+import { quote } from 'shell-quote';
+import { buildArgs } from '../test/helpers/build.js';
+import { ROOT } from '../test/helpers/cli.js';
+import { keyPath, testEnv } from '../test/helpers/env.js';
+import { GitRepo, staticSite, type Files } from '../test/helpers/repos.js';
+import { startServer, type ServerProcess } from '../test/helpers/server.js';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const BIG_RUNS = Number(process.env.BENCH_BIG_RUNS ?? 3);
+const STREAM_MB = Number(process.env.BENCH_STREAM_MB ?? 200);
+
+type ContenderName = 'baseline' | 'ours-ssh' | 'ours-local';
+const CONTENDERS: ContenderName[] = ['baseline', 'ours-ssh', 'ours-local'];
+
+interface Run {
+  ms: number;
+  code: number | null;
+  /** Time from the first byte after the START line to the END line, when the output has them. */
+  streamMs?: number;
+  payloadBytes?: number;
+}
+
+let server: ServerProcess;
+const env = testEnv();
+const localWork = path.join(os.tmpdir(), 'buildbot-bench-local');
+const baselineWork = path.join(os.tmpdir(), 'buildbot-bench-baseline');
+const sshBase = ['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR',
+  '-o', 'IdentitiesOnly=yes', '-i', keyPath('client_ed25519'), '-F', '/dev/null'];
+
+/** The command line each contender runs for a build. */
+function command(who: ContenderName, args: string[]): [string, string[], NodeJS.ProcessEnv] {
+  const base = { PATH: process.env.PATH, HOME: process.env.HOME };
+  if (who === 'baseline') {
+    return ['ssh', [...sshBase, '-p', String(env.gitPort), 'root@127.0.0.1', `BASELINE_WORK_DIR=${baselineWork}`, path.join(ROOT, 'bench/baseline.sh'), quote(args)], base];
+  }
+  if (who === 'ours-ssh') return ['ssh', [...sshBase, '-p', String(server.port), 'root@127.0.0.1', quote(['buildbot.sh', ...args])], base];
+  return [path.join(ROOT, 'bin/buildbot.sh'), args, { ...base, BUILDBOT_WORK_DIR: localWork }];
+}
+
+const MARK_START = Buffer.from('\nSTART\n');
+const MARK_END = Buffer.from('\nEND\n');
+
+/** Runs one build, timing it from spawn to exit, and the payload between START and END if any. */
+function run(who: ContenderName, args: string[]): Promise<Run> {
+  const [cmd, argv, childEnv] = command(who, args);
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(cmd, argv, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    let tail = Buffer.alloc(0);
+    let startAt: number | undefined;
+    let endAt: number | undefined;
+    let payload = 0;
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      const now = performance.now();
+      const window = Buffer.concat([tail, chunk]);
+      if (startAt === undefined) {
+        const i = window.indexOf(MARK_START);
+        if (i >= 0) {
+          startAt = now;
+          payload -= i + MARK_START.length - tail.length;
+        }
+      }
+      if (startAt !== undefined && endAt === undefined) {
+        payload += chunk.length;
+        const j = window.indexOf(MARK_END);
+        if (j >= 0) {
+          endAt = now;
+          payload -= window.length - j;
+        }
+      }
+      tail = window.subarray(Math.max(0, window.length - MARK_END.length));
+    });
+    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const ms = performance.now() - t0;
+      if (code !== 0) process.stderr.write(`bench: ${who} exited ${code}: ${stderr}\n`);
+      resolve({ ms, code, streamMs: startAt !== undefined && endAt !== undefined ? endAt - startAt : undefined, payloadBytes: payload });
+    });
+  });
+}
+
+interface Stats { median: number; min: number; max: number }
+const stats = (values: number[]): Stats => {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return { median: s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2, min: s[0], max: s[s.length - 1] };
+};
+const percentile = (values: number[], p: number) => {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
+};
+const fmtS = (st: Stats) => `${(st.median / 1000).toFixed(2)} s (${(st.min / 1000).toFixed(2)}–${(st.max / 1000).toFixed(2)})`;
+
+const table: string[] = [];
+const notes: string[] = [];
+function row(cells: string[]): void {
+  table.push(`| ${cells.join(' | ')} |`);
+  process.stderr.write(`bench: ${cells.join(' | ')}\n`);
+}
+
+function image(name: string, who: ContenderName) {
+  return `bench-${name}-${who}`;
+}
+
+/** Rows 1-3: each contender on its own services and images, runs interleaved so drift hits all alike. */
+async function buildRows(): Promise<void> {
+  const repo = new GitRepo(`bench-site-${process.pid}`);
+  repo.commit(staticSite());
+  const times: Record<string, Record<ContenderName, number[]>> = { cold: {} as never, warm: {} as never, rebuild: {} as never };
+  for (const who of CONTENDERS) {
+    times.cold[who] = [];
+    times.warm[who] = [];
+    times.rebuild[who] = [];
+    // One unmeasured build per contender: the engine's layer cache and the registry's layers are warm for all.
+    await run(who, buildArgs({ service: `warmup-${who}`, repo: repo.url, revision: 'main', image: image('site', who), tags: ['0', 'latest'] }));
+  }
+  for (let i = 0; i < RUNS; i++) {
+    for (const who of CONTENDERS) {
+      const r = await run(who, buildArgs({ service: `cold-${who}-${i}`, repo: repo.url, revision: 'main', image: image('site', who), tags: [`1.${i}`, 'latest'] }));
+      times.cold[who].push(r.ms);
+    }
+  }
+  for (let i = 0; i < RUNS; i++) {
+    const sha = repo.commit({ 'site/index.html.in': `<h1>revision ${i} @VERSION@</h1>\n` });
+    for (const who of CONTENDERS) {
+      const r = await run(who, buildArgs({ service: `warmup-${who}`, repo: repo.url, revision: sha, image: image('site', who), tags: [`2.${i}`, 'latest'] }));
+      times.warm[who].push(r.ms);
+    }
+  }
+  const last = repo.head();
+  for (let i = 0; i < RUNS; i++) {
+    for (const who of CONTENDERS) {
+      const r = await run(who, buildArgs({ service: `warmup-${who}`, repo: repo.url, revision: last, image: image('site', who), tags: [`3.${i}`, 'latest'] }));
+      times.rebuild[who].push(r.ms);
+    }
+  }
+  const labels = { cold: '1. cold build (clone, build.sh, image, test, push 2 tags)', warm: '2. warm build (new revision: fetch)', rebuild: '3. rebuild of a built revision' };
+  for (const [key, label] of Object.entries(labels)) {
+    const t = times[key];
+    const [b, s, l] = CONTENDERS.map((who) => stats(t[who]));
+    row([label, fmtS(b), fmtS(s), fmtS(l), (s.median / b.median).toFixed(2), '≤ 0.80', s.median / b.median <= 0.8 ? 'met' : 'missed']);
+  }
+  repo.dispose();
+}
+
+/** Row 4: 200 MB of build.sh output; throughput between the START and END lines, and plain OpenSSH as the reference. */
+async function streamRow(): Promise<void> {
+  const lines = Math.round((STREAM_MB * 1_000_000) / 10);
+  const repo = new GitRepo(`bench-stream-${process.pid}`);
+  repo.commit({
+    ...staticSite(),
+    // The output is made first, then sent: the row measures the path to the client, not seq.
+    'build.sh': { mode: 0o755, content: `#!/bin/sh\n#build_inside_docker_image=${env.busyboxImage}\nset -e\nmkdir -p public && echo x > public/index.html\nseq -w 1 ${lines} > /tmp/out.txt\necho START\ncat /tmp/out.txt\necho END\n` },
+  });
+  const bigFile = path.join(os.tmpdir(), 'buildbot-bench-stream.txt');
+  execFileSync('sh', ['-c', `seq -w 1 ${lines} > ${bigFile}`]);
+  const bytes = Number(execFileSync('stat', ['-c', '%s', bigFile], { encoding: 'utf8' }));
+  const mbps: Record<string, number[]> = { baseline: [], 'ours-ssh': [], 'ours-local': [], openssh: [] };
+  let rssMin = Infinity;
+  let rssMax = 0;
+  for (let i = 0; i < BIG_RUNS; i++) {
+    for (const who of CONTENDERS) {
+      const sampler = who === 'ours-ssh' ? setInterval(() => {
+        const rss = rssOf(server.child.pid!);
+        rssMin = Math.min(rssMin, rss);
+        rssMax = Math.max(rssMax, rss);
+      }, 100) : undefined;
+      const r = await run(who, buildArgs({ service: `stream-${who}`, repo: repo.url, revision: 'main', image: image('stream', who), tags: [`${i}`] }));
+      clearInterval(sampler);
+      if (r.streamMs && r.payloadBytes) mbps[who].push(r.payloadBytes / 1e6 / (r.streamMs / 1000));
+    }
+    // The physical reference: plain OpenSSH carrying the same bytes.
+    const t0 = performance.now();
+    execFileSync('sh', ['-c', `ssh ${sshBase.join(' ')} -p ${env.gitPort} root@127.0.0.1 cat ${bigFile} > /dev/null`]);
+    mbps.openssh.push(bytes / 1e6 / ((performance.now() - t0) / 1000));
+  }
+  const m = (k: string) => stats(mbps[k]);
+  const fmt = (st: Stats) => `${st.median.toFixed(0)} MB/s (${st.min.toFixed(0)}–${st.max.toFixed(0)})`;
+  const [b, s, l, o] = ['baseline', 'ours-ssh', 'ours-local', 'openssh'].map(m);
+  row([`4. ${(bytes / 1e6).toFixed(0)} MB of build.sh output (throughput; plain \`ssh cat\`: ${fmt(o)})`, fmt(b), fmt(s), fmt(l),
+    `${(s.median / b.median).toFixed(2)} of baseline, ${(s.median / o.median).toFixed(2)} of ssh`, '≥ 0.9 and ≥ 0.8',
+    s.median / b.median >= 0.9 && s.median / o.median >= 0.8 ? 'met' : 'missed']);
+  notes.push(`Row 4: server RSS while streaming stayed between ${(rssMin / 1048576).toFixed(0)} and ${(rssMax / 1048576).toFixed(0)} MB.`);
+  rmSync(bigFile, { force: true });
+  repo.dispose();
+}
+
+function rssOf(pid: number): number {
+  try {
+    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+  } catch {
+    return 0;
+  }
+}
+
+/** Row 5: 20,000 files, ~300 MB with a few large binaries; .dockerignore leaves out a third. */
+async function largeRepoRow(): Promise<void> {
+  const repo = new GitRepo(`bench-large-${process.pid}`);
+  const files: Files = {
+    Dockerfile: `FROM ${env.busyboxImage}\nCOPY src/ /app/src/\nCOPY VERSION /app/\n`,
+    '.dockerignore': 'excluded/\n',
+  };
+  for (let i = 0; i < 20_000; i++) {
+    const dir = i < 6_700 ? 'excluded' : 'src';
+    files[`${dir}/d${i % 100}/f${i}.txt`] = `file ${i}\n${'x'.repeat(2_000 + (i % 2_000))}\n`;
+  }
+  repo.commit(files, 'many files');
+  // A few large, incompressible binaries: 100 MB that is sent, 100 MB that is ignored.
+  const blobs: Files = {};
+  for (const name of ['src/assets/a.bin', 'src/assets/b.bin', 'excluded/assets/c.bin', 'excluded/assets/d.bin']) {
+    blobs[name] = { content: randomBytes(50 << 20), mode: 0o644 };
+  }
+  repo.commit(blobs, 'binaries');
+  const times: Record<ContenderName, number[]> = { baseline: [], 'ours-ssh': [], 'ours-local': [] };
+  for (const who of CONTENDERS) {
+    await run(who, buildArgs({ service: `large-${who}`, repo: repo.url, revision: 'main', image: image('large', who), tags: ['0'] }));
+  }
+  for (let i = 0; i < BIG_RUNS; i++) {
+    const sha = repo.commit({ 'src/changed.txt': `run ${i}\n` });
+    for (const who of CONTENDERS) {
+      times[who].push((await run(who, buildArgs({ service: `large-${who}`, repo: repo.url, revision: sha, image: image('large', who), tags: [`${i + 1}`] }))).ms);
+    }
+  }
+  const [b, s, l] = CONTENDERS.map((who) => stats(times[who]));
+  row(['5. large repository, new revision (20,000 files, 300 MB, a third ignored)', fmtS(b), fmtS(s), fmtS(l), (s.median / b.median).toFixed(2), '≤ 1.00', s.median / b.median <= 1 ? 'met' : 'missed']);
+  repo.dispose();
+}
+
+/** Row 6: ten new services at once. */
+async function parallelRow(): Promise<void> {
+  const repos = Array.from({ length: 10 }, (_, n) => {
+    const r = new GitRepo(`bench-par${n}-${process.pid}`);
+    r.commit(staticSite({ title: `service ${n}` }));
+    return r;
+  });
+  const times: Record<ContenderName, number[]> = { baseline: [], 'ours-ssh': [], 'ours-local': [] };
+  let peak = 0;
+  for (let i = 0; i < BIG_RUNS; i++) {
+    for (const who of CONTENDERS) {
+      const sampler = who === 'ours-ssh' ? setInterval(() => (peak = Math.max(peak, rssOf(server.child.pid!))), 50) : undefined;
+      const t0 = performance.now();
+      const results = await Promise.all(repos.map((r, n) =>
+        run(who, buildArgs({ service: `par-${who}-${i}-${n}`, repo: r.url, revision: 'main', image: image(`par${n}`, who), tags: [`${i}`, 'latest'] }))));
+      times[who].push(performance.now() - t0);
+      clearInterval(sampler);
+      if (results.some((r) => r.code !== 0)) notes.push(`Row 6: a ${who} build failed in run ${i}.`);
+    }
+  }
+  const [b, s, l] = CONTENDERS.map((who) => stats(times[who]));
+  row([`6. ten builds of ten new services at once (server peak RSS ${(peak / 1048576).toFixed(0)} MB)`, fmtS(b), fmtS(s), fmtS(l),
+    (s.median / b.median).toFixed(2), '≤ 0.80, RSS ≤ 150 MB', s.median / b.median <= 0.8 && peak <= 150 * 1048576 ? 'met' : 'missed']);
+  repos.forEach((r) => r.dispose());
+}
+
+/** Row 7: from "connection up" (ssh2 client ready) to the first output byte, and per-line delay of a 100 ms ticker. */
+async function latencyRow(): Promise<void> {
+  const repo = new GitRepo(`bench-latency-${process.pid}`);
+  repo.commit({
+    ...staticSite(),
+    'build.sh': { mode: 0o755, content: `#!/bin/sh\n#build_inside_docker_image=${env.busyboxImage}\nmkdir -p public && echo x > public/index.html\ni=0\nwhile [ $i -lt 50 ]; do\n  echo "tick $(adjtimex | sed -n 's/^ *time.tv_sec: *//p;s/^ *time.tv_usec: *//p' | tr '\\n' ' ')"\n  usleep 100000\n  i=$((i+1))\ndone\n` },
+  });
+  const result: Record<'baseline' | 'ours-ssh', { first: number[]; lines: number[] }> = { baseline: { first: [], lines: [] }, 'ours-ssh': { first: [], lines: [] } };
+  for (let i = 0; i < RUNS; i++) {
+    for (const who of ['baseline', 'ours-ssh'] as const) {
+      const args = buildArgs({ service: `latency-${who}`, repo: repo.url, revision: 'main', image: image('latency', who), tags: [`${i}`] });
+      const cmd = who === 'ours-ssh' ? quote(['buildbot.sh', ...args]) : `BASELINE_WORK_DIR=${baselineWork} ${path.join(ROOT, 'bench/baseline.sh')} ${quote(args)}`;
+      const port = who === 'ours-ssh' ? server.port : env.gitPort;
+      const r = await execOverSsh2(port, cmd);
+      result[who].first.push(r.firstByteMs);
+      result[who].lines.push(...r.lineDelays);
+    }
+  }
+  const [b, s] = (['baseline', 'ours-ssh'] as const).map((who) => result[who]);
+  const f = (v: number) => `${v.toFixed(1)} ms`;
+  const firstB = stats(b.first);
+  const firstS = stats(s.first);
+  row(['7a. connection up → first output byte', `${f(firstB.median)} (${f(firstB.min)}–${f(firstB.max)})`, `${f(firstS.median)} (${f(firstS.min)}–${f(firstS.max)})`, '–', (firstS.median / firstB.median).toFixed(2), '< 150 ms', firstS.median < 150 ? 'met' : 'missed']);
+  row(['7b. line delay of build.sh output, p50 / p99', `${f(percentile(b.lines, 50))} / ${f(percentile(b.lines, 99))}`, `${f(percentile(s.lines, 50))} / ${f(percentile(s.lines, 99))}`, '–',
+    (percentile(s.lines, 99) / percentile(b.lines, 99)).toFixed(2), 'p99 < 50 ms', percentile(s.lines, 99) < 50 ? 'met' : 'missed']);
+  repo.dispose();
+}
+
+function execOverSsh2(port: number, cmd: string): Promise<{ firstByteMs: number; lineDelays: number[] }> {
+  return new Promise((resolve, reject) => {
+    const client = new ssh2.Client();
+    client.on('error', reject);
+    client.on('ready', () => {
+      const ready = performance.now();
+      client.exec(cmd, (err, stream) => {
+        if (err) return reject(err);
+        let first: number | undefined;
+        let pending = '';
+        const delays: number[] = [];
+        stream.on('data', (d: Buffer) => {
+          const nowWall = performance.timeOrigin + performance.now();
+          first ??= performance.now() - ready;
+          pending += d.toString();
+          let nl: number;
+          while ((nl = pending.indexOf('\n')) >= 0) {
+            const m = /^tick (\d+) (\d+)/.exec(pending.slice(0, nl));
+            if (m) delays.push(nowWall - (Number(m[1]) * 1000 + Number(m[2]) / 1000));
+            pending = pending.slice(nl + 1);
+          }
+        });
+        stream.stderr.resume();
+        stream.on('close', () => {
+          client.end();
+          resolve({ firstByteMs: first ?? NaN, lineDelays: delays });
+        });
+      });
+    });
+    client.connect({ host: '127.0.0.1', port, username: 'root', privateKey: readFileSync(keyPath('client_ed25519')) });
+  });
+}
+
+async function main(): Promise<void> {
+  // The bench client key may also run the baseline on the git host's sshd, as users run it today.
+  const authorized = path.join(env.dir, 'githost', 'authorized_keys');
+  writeFileSync(authorized, `${readFileSync(authorized, 'utf8')}${readFileSync(keyPath('client_ed25519.pub'), 'utf8')}`);
+  rmSync(localWork, { recursive: true, force: true });
+  rmSync(baselineWork, { recursive: true, force: true });
+  // max-builds 10: row 6 compares ten builds at once with ten baseline scripts at once.
+  server = await startServer({ args: ['--max-builds', '10'] });
+  const only = process.env.BENCH_ROWS?.split(',');
+  const rows: Array<[string, () => Promise<void>]> = [['1', buildRows], ['4', streamRow], ['5', largeRepoRow], ['6', parallelRow], ['7', latencyRow]];
+  try {
+    for (const [id, fn] of rows) if (!only || only.includes(id)) await fn();
+  } finally {
+    await server.stop();
+    rmSync(server.workDir, { recursive: true, force: true });
+  }
+  const engine = execFileSync('docker', ['version', '--format', '{{.Server.Version}}'], { encoding: 'utf8' }).trim();
+  const cpu = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';
+  const out = [
+    `Measured ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} cores (${cpu}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Docker engine ${engine}, Node.js ${process.version}; ${RUNS} runs a row (${BIG_RUNS} for rows 4–6), medians with min–max.`,
+    '',
+    '| row | baseline (bash + CLIs behind sshd) | ours over SSH | ours local (buildbot.sh) | ours SSH / baseline | target | |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    ...table,
+    '',
+    ...notes,
+  ].join('\n');
+  writeFileSync(path.join(ROOT, 'bench', 'last-run.md'), `${out}\n`);
+  process.stdout.write(`${out}\n`);
+}
+
+await main();
