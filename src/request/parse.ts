@@ -104,7 +104,7 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
     kind: 'build',
     request: {
       serviceId: validateServiceId(str('service_id')!),
-      repo: { url: repo.url, vcs: repo.vcs, displayUrl: repo.displayUrl },
+      repo: { url: repo.url, vcs: repo.vcs, displayUrl: repo.displayUrl, basicAuth: repo.basicAuth },
       repoAuthKey,
       revision: validateRevision(str('revision')!),
       image,

@@ -11,8 +11,10 @@ export interface BuildRequest {
   repo: {
     url: string;
     vcs: Vcs;
-    /** The URL without credentials: safe to print and to put in image labels. */
+    /** The URL without credentials: safe to print, to put in image labels, and what git is given. */
     displayUrl: string;
+    /** Credentials of an https URL, base64 of "user:password": git gets them as an HTTP header. */
+    basicAuth?: string;
   };
   /** Private key text (OpenSSH or PEM), or undefined for a public repository. */
   repoAuthKey?: string;

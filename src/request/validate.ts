@@ -21,6 +21,8 @@ export interface RepoUrl {
   displayUrl: string;
   /** Credentials embedded in an https URL; they are secrets. */
   embeddedSecrets: string[];
+  /** base64 of "user:password" from an https URL, sent as an HTTP header instead of on git's command line. */
+  basicAuth?: string;
 }
 
 export function validateRepoUrl(raw: string, vcsFlag: string | undefined): RepoUrl {
@@ -51,17 +53,23 @@ export function validateRepoUrl(raw: string, vcsFlag: string | undefined): RepoU
   const vcs: Vcs = (vcsFlag as Vcs | undefined) ?? (parsed?.protocol === 'ssh:' && parsed.username === 'hg' ? 'hg' : 'git');
   const embeddedSecrets: string[] = [];
   let displayUrl = url;
+  let basicAuth: string | undefined;
   if (parsed?.protocol === 'https:' && (parsed.username || parsed.password)) {
+    if (vcs === 'hg') {
+      throw errors.invalidInput('--repo: credentials in an https URL are not supported for Mercurial (they would be on hg\'s command line); use an ssh:// URL and --repo_auth_key');
+    }
     // A token may be given as the user name alone (https://TOKEN@host/…).
     for (const part of [parsed.username, parsed.password]) {
       if (part) embeddedSecrets.push(part, decodeURIComponent(part));
     }
+    basicAuth = Buffer.from(`${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`).toString('base64');
+    embeddedSecrets.push(basicAuth);
     const clean = new URL(url);
     clean.username = '';
     clean.password = '';
     displayUrl = clean.toString();
   }
-  return { url, vcs, displayUrl, embeddedSecrets };
+  return { url, vcs, displayUrl, embeddedSecrets, basicAuth };
 }
 
 export function validateRevision(rev: string): string {

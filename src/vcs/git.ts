@@ -7,16 +7,21 @@ import { looksLikeCommitId, VcsCommandError, type Repository, type VcsContext } 
 const STALE_LOCKS = ['index.lock', 'HEAD.lock', 'config.lock', 'packed-refs.lock', 'shallow.lock'];
 
 export function gitRepository(ctx: VcsContext): Repository {
+  // https credentials travel as an HTTP header set through the environment (readable only by
+  // this user and root), never on git's command line, where every user of the machine sees them.
+  const authEnv: Record<string, string> = ctx.basicAuth
+    ? { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'http.extraHeader', GIT_CONFIG_VALUE_0: `Authorization: Basic ${ctx.basicAuth}` }
+    : {};
   // simple-git refuses every call once its abort signal fired: one instance per build.
   const gitAt = (baseDir: string): SimpleGit =>
     simpleGit({
       baseDir,
       abort: ctx.signal,
       config: [`core.sshCommand=${ctx.sshCommand}`, 'advice.detachedHead=false', 'gc.auto=0'],
-      unsafe: { allowUnsafeSshCommand: true },
+      unsafe: { allowUnsafeSshCommand: true, allowUnsafeConfigEnvCount: ctx.basicAuth !== undefined },
       // GIT_TERMINAL_PROMPT=0: an https repository without credentials fails instead of waiting at a prompt.
-      allowEnvironment: ['GIT_TERMINAL_PROMPT'],
-    } as Parameters<typeof simpleGit>[0]).env(ctx.env);
+      allowEnvironment: ['GIT_TERMINAL_PROMPT', ...Object.keys(authEnv)],
+    } as Parameters<typeof simpleGit>[0]).env({ ...ctx.env, ...authEnv });
 
   const run = async (dir: string, args: string[]): Promise<string> => {
     try {

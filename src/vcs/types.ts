@@ -16,6 +16,8 @@ export interface VcsContext {
   sshCommand: string;
   env: Record<string, string>;
   signal: AbortSignal;
+  /** base64 of "user:password" for an https repository. */
+  basicAuth?: string;
 }
 
 export class VcsCommandError extends Error {

@@ -80,6 +80,9 @@ describe('buildbot.sh arguments', () => {
     const r = await request([...base.slice(0, 2), '--repo', 'https://bot:tok3n-value@host/org/x.git', ...base.slice(4)]);
     assert.equal(r.repo.displayUrl, 'https://host/org/x.git');
     assert.ok(r.secrets.includes('tok3n-value'));
+    assert.equal(r.repo.basicAuth, Buffer.from('bot:tok3n-value').toString('base64'));
+    assert.ok(r.secrets.includes(r.repo.basicAuth!), 'the header value is redacted too');
+    await rejects([...base.slice(0, 2), '--repo', 'https://bot:tok3n@host/x', '--vcs', 'hg', ...base.slice(4)], /not supported for Mercurial/);
   });
 
   it('validates the image and tags', async () => {

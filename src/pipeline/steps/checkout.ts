@@ -25,7 +25,7 @@ export const checkoutStep: Step = {
 
     const ssh = await prepareSsh(config.workDir, request.serviceId, request.repoAuthKey);
     ctx.cleanups.push(ssh.dispose);
-    const vcsContext = { sshCommand: ssh.command, env: config.toolEnv, signal: ctx.signal };
+    const vcsContext = { sshCommand: ssh.command, env: config.toolEnv, signal: ctx.signal, basicAuth: request.repo.basicAuth };
     const repo = request.repo.vcs === 'hg' ? hgRepository(vcsContext) : gitRepository(vcsContext);
     const dir = path.join(config.workDir, request.serviceId);
     try {
@@ -47,7 +47,8 @@ export const checkoutStep: Step = {
 
 async function fetchRevision(ctx: BuildContext, repo: Repository, dir: string): Promise<string> {
   const { request, config, out } = ctx;
-  const { url } = request.repo;
+  // With https credentials git gets the URL without them (and they stay out of .git/config).
+  const url = request.repo.basicAuth ? request.repo.displayUrl : request.repo.url;
   let fresh = false;
   if (existsSync(dir) && !(await repo.isCloneOf(dir, url))) {
     out.line(`the clone cache of ${request.serviceId} is broken or holds another repository; cloning again`);
