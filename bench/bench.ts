@@ -22,6 +22,8 @@ const STREAM_MB = Number(process.env.BENCH_STREAM_MB ?? 200);
 
 type ContenderName = 'baseline' | 'ours-ssh' | 'ours-local';
 const CONTENDERS: ContenderName[] = ['baseline', 'ours-ssh', 'ours-local'];
+/** Run i starts with a different contender: whoever goes first pays for cold caches and first pushes. */
+const inTurn = (i: number): ContenderName[] => CONTENDERS.map((_, k) => CONTENDERS[(i + k) % CONTENDERS.length]);
 
 interface Run {
   ms: number;
@@ -83,6 +85,17 @@ function run(who: ContenderName, args: string[]): Promise<Run> {
       tail = window.subarray(Math.max(0, window.length - MARK_END.length));
     });
     child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    // BENCH_HEADERS=1: print each build's step headers, to see what dominates a row.
+    if (process.env.BENCH_HEADERS) {
+      let rest = '';
+      child.stdout.on('data', (d: Buffer) => {
+        rest += d.toString('latin1');
+        const lines = rest.split('\n');
+        rest = lines.pop()!;
+        for (const l of lines) if (/^\d+(\.\d+)?m?s \| #/.test(l)) process.stderr.write(`bench: ${who}: ${l}\n`);
+        if (rest.length > 1000) rest = '';
+      });
+    }
     child.on('error', reject);
     child.on('close', (code) => {
       const ms = performance.now() - t0;
@@ -128,21 +141,21 @@ async function buildRows(): Promise<void> {
     await run(who, buildArgs({ service: `warmup-${who}`, repo: repo.url, revision: 'main', image: image('site', who), tags: ['0', 'latest'] }));
   }
   for (let i = 0; i < RUNS; i++) {
-    for (const who of CONTENDERS) {
+    for (const who of inTurn(i)) {
       const r = await run(who, buildArgs({ service: `cold-${who}-${i}`, repo: repo.url, revision: 'main', image: image('site', who), tags: [`1.${i}`, 'latest'] }));
       times.cold[who].push(r.ms);
     }
   }
   for (let i = 0; i < RUNS; i++) {
     const sha = repo.commit({ 'site/index.html.in': `<h1>revision ${i} @VERSION@</h1>\n` });
-    for (const who of CONTENDERS) {
+    for (const who of inTurn(i)) {
       const r = await run(who, buildArgs({ service: `warmup-${who}`, repo: repo.url, revision: sha, image: image('site', who), tags: [`2.${i}`, 'latest'] }));
       times.warm[who].push(r.ms);
     }
   }
   const last = repo.head();
   for (let i = 0; i < RUNS; i++) {
-    for (const who of CONTENDERS) {
+    for (const who of inTurn(i)) {
       const r = await run(who, buildArgs({ service: `warmup-${who}`, repo: repo.url, revision: last, image: image('site', who), tags: [`3.${i}`, 'latest'] }));
       times.rebuild[who].push(r.ms);
     }
@@ -172,7 +185,7 @@ async function streamRow(): Promise<void> {
   let rssMin = Infinity;
   let rssMax = 0;
   for (let i = 0; i < BIG_RUNS; i++) {
-    for (const who of CONTENDERS) {
+    for (const who of inTurn(i)) {
       const sampler = who === 'ours-ssh' ? setInterval(() => {
         const rss = rssOf(server.child.pid!);
         rssMin = Math.min(rssMin, rss);
@@ -210,8 +223,11 @@ function rssOf(pid: number): number {
 async function largeRepoRow(): Promise<void> {
   const repo = new GitRepo(`bench-large-${process.pid}`);
   const files: Files = {
-    Dockerfile: `FROM ${env.busyboxImage}\nCOPY src/ /app/src/\nCOPY VERSION /app/\n`,
+    // The whole context (200 MB) is sent, but only small files are copied: the row measures context
+    // handling, not who is first to upload a large layer to the registry.
+    Dockerfile: `FROM ${env.busyboxImage}\nCOPY src/d1 /app/d1\nCOPY src/changed.txt VERSION /app/\n`,
     '.dockerignore': 'excluded/\n',
+    'src/changed.txt': 'run -\n',
   };
   for (let i = 0; i < 20_000; i++) {
     const dir = i < 6_700 ? 'excluded' : 'src';
@@ -230,7 +246,7 @@ async function largeRepoRow(): Promise<void> {
   }
   for (let i = 0; i < BIG_RUNS; i++) {
     const sha = repo.commit({ 'src/changed.txt': `run ${i}\n` });
-    for (const who of CONTENDERS) {
+    for (const who of inTurn(i)) {
       times[who].push((await run(who, buildArgs({ service: `large-${who}`, repo: repo.url, revision: sha, image: image('large', who), tags: [`${i + 1}`] }))).ms);
     }
   }
@@ -249,7 +265,7 @@ async function parallelRow(): Promise<void> {
   const times: Record<ContenderName, number[]> = { baseline: [], 'ours-ssh': [], 'ours-local': [] };
   let peak = 0;
   for (let i = 0; i < BIG_RUNS; i++) {
-    for (const who of CONTENDERS) {
+    for (const who of inTurn(i)) {
       const sampler = who === 'ours-ssh' ? setInterval(() => (peak = Math.max(peak, rssOf(server.child.pid!))), 50) : undefined;
       const t0 = performance.now();
       const results = await Promise.all(repos.map((r, n) =>
@@ -274,7 +290,7 @@ async function latencyRow(): Promise<void> {
   });
   const result: Record<'baseline' | 'ours-ssh', { first: number[]; lines: number[] }> = { baseline: { first: [], lines: [] }, 'ours-ssh': { first: [], lines: [] } };
   for (let i = 0; i < RUNS; i++) {
-    for (const who of ['baseline', 'ours-ssh'] as const) {
+    for (const who of (i % 2 ? ['ours-ssh', 'baseline'] : ['baseline', 'ours-ssh']) as Array<'baseline' | 'ours-ssh'>) {
       const args = buildArgs({ service: `latency-${who}`, repo: repo.url, revision: 'main', image: image('latency', who), tags: [`${i}`] });
       const cmd = who === 'ours-ssh' ? quote(['buildbot.sh', ...args]) : `BASELINE_WORK_DIR=${baselineWork} ${path.join(ROOT, 'bench/baseline.sh')} ${quote(args)}`;
       const port = who === 'ours-ssh' ? server.port : env.gitPort;
