@@ -13,6 +13,8 @@ export type TarStream = NodeJS.ReadableStream & Readable;
  * Streams a directory as a tar, entry by entry, with paths under `prefix`. Nothing is
  * buffered whole: large repositories go to the engine as they are read.
  */
+const SMALL_FILE = 1 << 20;
+
 /** One small file (the Dockerfile) whose content is changed on its way into the tar. */
 export interface Rewrite {
   path: string;
@@ -40,6 +42,13 @@ export function packDirectory(root: string, filter: ContextFilter, prefix = '', 
       } else if (stat.isFile() && relPath === rewrite?.path) {
         const content = rewrite.apply(await readFile(full));
         await addEntry(pack, { ...common, type: 'file', size: content.length }, content);
+      } else if (stat.isFile() && stat.size <= SMALL_FILE) {
+        // A read stream per file costs more than the file itself for the many small files of a repository.
+        const content = await readFile(full);
+        await new Promise<void>((resolve, reject) => {
+          const sink = pack.entry({ ...common, type: 'file', size: content.length }, (err) => (err ? reject(err) : resolve()));
+          sink.end(content);
+        });
       } else if (stat.isFile()) {
         const sink = pack.entry({ ...common, type: 'file', size: stat.size });
         await pipeline(createReadStream(full), sink as unknown as NodeJS.WritableStream);
