@@ -356,7 +356,7 @@ async function main(): Promise<void> {
     for (const [id, fn] of rows) if (!only || only.includes(id)) await fn();
   } finally {
     await server.stop();
-    rmSync(server.workDir, { recursive: true, force: true });
+    for (const dir of [server.workDir, localWork, baselineWork]) rmSync(dir, { recursive: true, force: true });
   }
   const engine = execFileSync('docker', ['version', '--format', '{{.Server.Version}}'], { encoding: 'utf8' }).trim();
   const cpu = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';
