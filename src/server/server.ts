@@ -2,7 +2,7 @@ import net, { type AddressInfo } from 'node:net';
 import ssh2 from 'ssh2';
 import type { Connection, ServerChannel, Session } from 'ssh2';
 import { createDocker } from '../docker/engine.js';
-import { EXIT_USAGE, isBuildError } from '../errors.js';
+import { EXIT_FAILURE, EXIT_USAGE, isBuildError } from '../errors.js';
 import type { ServerLog } from '../pipeline/context.js';
 import { shellSplit } from '../request/shell-split.js';
 import { fingerprint, isAuthorizedKey } from './authorized-key.js';
@@ -160,7 +160,15 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
       log('refused', { addr, what: 'unknown command' });
       return refuse(channel, `no such command${words[0] && /^[\w./-]{1,64}$/.test(words[0]) ? ` "${words[0]}"` : ''}; ${NOT_A_SHELL}`, 127);
     }
-    const code = await command.run(words.slice(1), io, signal, services);
+    let code: number;
+    try {
+      code = await command.run(words.slice(1), io, signal, services);
+    } catch (err) {
+      // Unknown errors: the client learns that it failed, the stack goes only to the server log.
+      log('command-failed', { addr, stack: (err as Error).stack ?? String(err) });
+      io.stderr.write('error: unexpected failure in the server; its log has the details\n');
+      code = EXIT_FAILURE;
+    }
     await finishChannel(channel, code);
   }
 
