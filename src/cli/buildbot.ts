@@ -2,7 +2,7 @@ import { loadConfig } from '../config.js';
 import { createDocker } from '../docker/engine.js';
 import { EXIT_FAILURE, isBuildError } from '../errors.js';
 import { runBuild } from '../pipeline/run-build.js';
-import { parseBuildCommand } from '../request/parse.js';
+import { parseBuildCommand, usageMessage } from '../request/parse.js';
 
 /** `buildbot.sh …`: one build in this process, output on this terminal, Ctrl-C cancels. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -11,8 +11,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     parsed = await parseBuildCommand(argv, env);
   } catch (err) {
     if (!isBuildError(err)) throw err;
-    const { text } = await parseBuildCommand(['--help'], {}) as { text: string };
-    process.stderr.write(`${text}\n\nerror: ${err.message}\n`);
+    process.stderr.write(await usageMessage(err));
     return err.exitCode;
   }
   if (parsed.kind === 'help') {

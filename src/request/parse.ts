@@ -115,6 +115,12 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
   };
 }
 
+/** What a usage error prints on stderr: the usage, then the exact problem. */
+export async function usageMessage(err: Error, commandName = 'buildbot.sh'): Promise<string> {
+  const help = (await parseBuildCommand(['--help'], {}, commandName)) as { text: string };
+  return `${help.text}\n\nerror: ${err.message}\n`;
+}
+
 function readLogin(cmd: string | undefined, cache: string | undefined, env: Env, imageRegistry: string, secrets: string[]): RegistryLogin | undefined {
   // Secrets go on the list before anything can fail, so even an error quoting them is redacted.
   for (const value of [cmd, cache]) if (value) secrets.push(value);

@@ -22,7 +22,7 @@ export interface ServerConfig extends Config {
 type Env = Readonly<Record<string, string | undefined>>;
 
 const FLAGS = {
-  listen: { type: 'string', describe: 'address to listen on, HOST:PORT (env BUILDBOT_LISTEN)', default: undefined },
+  listen: { type: 'string', describe: 'address to listen on, HOST:PORT (env BUILDBOT_LISTEN)' },
   'work-dir': { type: 'string', describe: 'clone caches, pinned git host keys and the host key (env BUILDBOT_WORK_DIR)' },
   'authorized-key': { type: 'string', describe: 'the one public key allowed to build: a key line or @file (env SSH_PUBKEY_IN_INITIATE_BUILDS)' },
   'host-key': { type: 'string', describe: 'host key file, generated on first start (env BUILDBOT_HOST_KEY)' },

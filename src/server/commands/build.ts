@@ -2,7 +2,7 @@ import { EXIT_CANCELLED, EXIT_OK, isBuildError } from '../../errors.js';
 import { UserOutput } from '../../io/output.js';
 import { createRedactor } from '../../io/redact.js';
 import { runBuild } from '../../pipeline/run-build.js';
-import { parseBuildCommand } from '../../request/parse.js';
+import { parseBuildCommand, usageMessage } from '../../request/parse.js';
 import type { Command } from './types.js';
 
 /** `buildbot.sh …` over SSH: the same pipeline as the local command, in line for a build slot. */
@@ -15,8 +15,7 @@ export const buildCommand: Command = {
       parsed = await parseBuildCommand(args, {});
     } catch (err) {
       if (!isBuildError(err)) throw err;
-      const { text } = (await parseBuildCommand(['--help'], {})) as { text: string };
-      io.stderr.write(`${text}\n\nerror: ${err.message}\n`);
+      io.stderr.write(await usageMessage(err));
       return err.exitCode;
     }
     if (parsed.kind === 'help') {
