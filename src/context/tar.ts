@@ -9,10 +9,7 @@ import type { ContextFilter } from './filter.js';
 /** tar-stream's Pack is a streamx stream; dockerode and the engine take it as a Node stream. */
 export type TarStream = NodeJS.ReadableStream & Readable;
 
-/**
- * Streams a directory as a tar, entry by entry, with paths under `prefix`. Nothing is
- * buffered whole: large repositories go to the engine as they are read.
- */
+/** Files up to this size are read whole: a read stream per file costs more than the many small files of a repository. */
 const SMALL_FILE = 1 << 20;
 
 /** One small file (the Dockerfile) whose content is changed on its way into the tar. */
@@ -21,6 +18,10 @@ export interface Rewrite {
   apply(content: Buffer): Buffer;
 }
 
+/**
+ * Streams a directory as a tar, entry by entry, with paths under `prefix`. Only small files
+ * are held whole; large ones go to the engine as they are read, with backpressure.
+ */
 export function packDirectory(root: string, filter: ContextFilter, prefix = '', rewrite?: Rewrite): TarStream {
   const pack = tar.pack();
   const name = (rel: string) => (prefix ? (rel ? `${prefix}/${rel}` : prefix) : rel);
@@ -39,12 +40,9 @@ export function packDirectory(root: string, filter: ContextFilter, prefix = '', 
         continue;
       } else if (stat.isSymbolicLink()) {
         await addEntry(pack, { ...common, type: 'symlink', linkname: await readlink(full) });
-      } else if (stat.isFile() && relPath === rewrite?.path) {
-        const content = rewrite.apply(await readFile(full));
-        await addEntry(pack, { ...common, type: 'file', size: content.length }, content);
-      } else if (stat.isFile() && stat.size <= SMALL_FILE) {
-        // A read stream per file costs more than the file itself for the many small files of a repository.
-        const content = await readFile(full);
+      } else if (stat.isFile() && (stat.size <= SMALL_FILE || relPath === rewrite?.path)) {
+        const raw = await readFile(full);
+        const content = relPath === rewrite?.path ? rewrite.apply(raw) : raw;
         await new Promise<void>((resolve, reject) => {
           const sink = pack.entry({ ...common, type: 'file', size: content.length }, (err) => (err ? reject(err) : resolve()));
           sink.end(content);
@@ -64,12 +62,8 @@ export function packDirectory(root: string, filter: ContextFilter, prefix = '', 
   return pack as unknown as TarStream;
 }
 
-function addEntry(pack: tar.Pack, header: Parameters<tar.Pack['entry']>[0], content?: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (err?: Error | null) => (err ? reject(err) : resolve());
-    if (content) pack.entry(header, content, done);
-    else pack.entry(header, done);
-  });
+function addEntry(pack: tar.Pack, header: Parameters<tar.Pack['entry']>[0]): Promise<void> {
+  return new Promise((resolve, reject) => pack.entry(header, (err) => (err ? reject(err) : resolve())));
 }
 
 /**
