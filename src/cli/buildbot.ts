@@ -2,22 +2,13 @@ import { loadConfig } from '../config.js';
 import { createDocker } from '../docker/engine.js';
 import { EXIT_FAILURE, isBuildError } from '../errors.js';
 import { runBuild } from '../pipeline/run-build.js';
-import { parseBuildCommand, usageMessage } from '../request/parse.js';
+import { requestOrExit } from '../request/parse.js';
 
 /** `buildbot.sh …`: one build in this process, output on this terminal, Ctrl-C cancels. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  let parsed;
-  try {
-    parsed = await parseBuildCommand(argv, env);
-  } catch (err) {
-    if (!isBuildError(err)) throw err;
-    process.stderr.write(await usageMessage(err));
-    return err.exitCode;
-  }
-  if (parsed.kind === 'help') {
-    process.stdout.write(`${parsed.text}\n`);
-    return 0;
-  }
+  const io = { stdout: process.stdout, stderr: process.stderr };
+  const request = await requestOrExit(argv, env, io);
+  if (typeof request === 'number') return request;
   let config;
   try {
     config = loadConfig(env);
@@ -34,7 +25,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     if (event === 'build-internal-error' || event === 'cleanup-failed') process.stderr.write(`buildbot: ${event} ${JSON.stringify(fields)}\n`);
   };
   try {
-    return await runBuild(parsed.request, { stdout: process.stdout, stderr: process.stderr }, controller.signal, { config, docker: createDocker(config), log });
+    return await runBuild(request, io, controller.signal, { config, docker: createDocker(config), log });
   } finally {
     process.off('SIGINT', cancel);
     process.off('SIGTERM', cancel);

@@ -1,5 +1,6 @@
 import yargs from 'yargs';
-import { errors, isBuildError } from '../errors.js';
+import { errors, EXIT_OK, isBuildError } from '../errors.js';
+import type { BuildIO } from '../io/output.js';
 import { parseDockerLoginCmd, parseLoginCache } from './docker-login.js';
 import type { BuildRequest, RegistryLogin } from './types.js';
 import {
@@ -115,10 +116,22 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
   };
 }
 
-/** What a usage error prints on stderr: the usage, then the exact problem. */
-export async function usageMessage(err: Error, commandName = 'buildbot.sh'): Promise<string> {
-  const help = (await parseBuildCommand(['--help'], {}, commandName)) as { text: string };
-  return `${help.text}\n\nerror: ${err.message}\n`;
+/**
+ * Parses for a front (the local command, the SSH server): the request to build, or the exit
+ * code once --help was printed on stdout, or a usage error as the usage and the exact problem on stderr.
+ */
+export async function requestOrExit(argv: readonly string[], env: Env, io: BuildIO): Promise<BuildRequest | number> {
+  try {
+    const parsed = await parseBuildCommand(argv, env);
+    if (parsed.kind === 'build') return parsed.request;
+    io.stdout.write(`${parsed.text}\n`);
+    return EXIT_OK;
+  } catch (err) {
+    if (!isBuildError(err)) throw err;
+    const help = (await parseBuildCommand(['--help'], {})) as { text: string };
+    io.stderr.write(`${help.text}\n\nerror: ${err.message}\n`);
+    return err.exitCode;
+  }
 }
 
 function readLogin(cmd: string | undefined, cache: string | undefined, env: Env, imageRegistry: string, secrets: string[]): RegistryLogin | undefined {

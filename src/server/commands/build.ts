@@ -1,28 +1,17 @@
-import { EXIT_CANCELLED, EXIT_OK, isBuildError } from '../../errors.js';
+import { EXIT_CANCELLED } from '../../errors.js';
 import { UserOutput } from '../../io/output.js';
 import { createRedactor } from '../../io/redact.js';
 import { runBuild } from '../../pipeline/run-build.js';
-import { parseBuildCommand, usageMessage } from '../../request/parse.js';
+import { requestOrExit } from '../../request/parse.js';
 import type { Command } from './types.js';
 
 /** `buildbot.sh …` over SSH: the same pipeline as the local command, in line for a build slot. */
 export const buildCommand: Command = {
   names: ['buildbot.sh', '/bin/buildbot.sh', '/usr/local/bin/buildbot.sh', 'buildbot'],
   async run(args, io, signal, services) {
-    let parsed;
-    try {
-      // No environment: a client never reaches the server's own variables.
-      parsed = await parseBuildCommand(args, {});
-    } catch (err) {
-      if (!isBuildError(err)) throw err;
-      io.stderr.write(await usageMessage(err));
-      return err.exitCode;
-    }
-    if (parsed.kind === 'help') {
-      io.stdout.write(`${parsed.text}\n`);
-      return EXIT_OK;
-    }
-    const { request } = parsed;
+    // No environment: a client never reaches the server's own variables.
+    const request = await requestOrExit(args, {}, io);
+    if (typeof request === 'number') return request;
     const out = new UserOutput(io, createRedactor(request.secrets));
     let release: () => void;
     try {
