@@ -35,7 +35,7 @@ export const errors = {
       EXIT_USAGE,
     ),
   registryUnreachable: (registry: string, detail: string) =>
-    new BuildError('EREGISTRYUNREACHABLE', `cannot reach registry ${registry} to check the login: ${detail}`),
+    new BuildError('EREGISTRYUNREACHABLE', `cannot reach registry ${registry} to check the login (${detail}); check that the registry of --image is up and reachable from the build server`),
 
   engineUnreachable: (where: string, detail: string) =>
     new BuildError(
@@ -64,7 +64,7 @@ export const errors = {
       `revision "${revision}" does not exist in ${repo}; give a commit SHA, a branch or a tag that has been pushed`,
       EXIT_USAGE,
     ),
-  vcs: (what: string, detail: string) => new BuildError('EVCS', `${what} failed: ${detail}`),
+  vcs: (what: string, detail: string) => new BuildError('EVCS', `${what} failed: ${detail}; check --repo and --revision, and that the repository is intact on its host`),
 
   missingDockerfile: (revision: string) =>
     new BuildError(
@@ -87,10 +87,10 @@ export const errors = {
   buildScriptFailed: (exitCode: number) =>
     new BuildError('EBUILDSCRIPT', `build.sh exited with code ${exitCode}; its output is above`, exitCode),
   imageBuild: (detail: string) =>
-    new BuildError('EIMAGEBUILD', `docker build failed: ${detail}`),
+    new BuildError('EIMAGEBUILD', `docker build failed: ${detail}; fix the Dockerfile step whose output is above`),
   testFailed: (exitCode: number) =>
     new BuildError('ETEST', `the in-image test exited with code ${exitCode}; nothing was pushed`, exitCode),
-  push: (ref: string, detail: string) => new BuildError('EPUSH', `pushing ${ref} failed: ${detail}`),
+  push: (ref: string, detail: string) => new BuildError('EPUSH', `pushing ${ref} failed: ${detail}; the registry refused it or could not be reached, tags pushed before it stay in the registry`),
 
   cancelled: () => new BuildError('ECANCELLED', 'build cancelled; its containers were removed', EXIT_CANCELLED),
 };
