@@ -3,6 +3,8 @@ import path from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
 import { looksLikeCommitId, VcsCommandError, type Repository, type VcsContext } from './types.js';
 
+const FULL_COMMIT_ID = /^[0-9a-f]{40}$/i;
+
 // Lock files a killed git leaves behind; the service lock guarantees no git runs here now.
 const STALE_LOCKS = ['index.lock', 'HEAD.lock', 'config.lock', 'packed-refs.lock', 'shallow.lock'];
 
@@ -31,8 +33,9 @@ export function gitRepository(ctx: VcsContext): Repository {
     }
   };
 
+  // No --quiet: simple-git waits 50 ms more for a git that wrote nothing at all.
   const commitOf = async (dir: string, ref: string): Promise<string | undefined> => {
-    const out = await run(dir, ['rev-parse', '--verify', '--quiet', '--end-of-options', `${ref}^{commit}`]).catch(() => '');
+    const out = await run(dir, ['rev-parse', '--verify', '--end-of-options', `${ref}^{commit}`]).catch(() => '');
     return out.trim() || undefined;
   };
 
@@ -52,9 +55,12 @@ export function gitRepository(ctx: VcsContext): Repository {
       await run(path.dirname(into), ['clone', '--no-checkout', '--origin', 'origin', '--', url, into]);
     },
     async resolve(dir, revision) {
-      const candidates = looksLikeCommitId(revision)
-        ? [revision, `refs/remotes/origin/${revision}`, `refs/tags/${revision}`]
-        : [`refs/remotes/origin/${revision}`, `refs/tags/${revision}`];
+      // A full commit id names only itself; an abbreviated one might also be a branch or tag name.
+      const candidates = FULL_COMMIT_ID.test(revision)
+        ? [revision]
+        : looksLikeCommitId(revision)
+          ? [revision, `refs/remotes/origin/${revision}`, `refs/tags/${revision}`]
+          : [`refs/remotes/origin/${revision}`, `refs/tags/${revision}`];
       for (const ref of candidates) {
         const commit = await commitOf(dir, ref);
         if (commit) return commit;
@@ -65,13 +71,15 @@ export function gitRepository(ctx: VcsContext): Repository {
     async fetch(dir, _url, revision) {
       await run(dir, ['fetch', '--prune', '--tags', '--force', 'origin', '+refs/heads/*:refs/remotes/origin/*']);
       // A commit no branch or tag points at any more is only fetched by its full id.
-      if (/^[0-9a-f]{40}$/i.test(revision) && !(await commitOf(dir, revision))) {
+      if (FULL_COMMIT_ID.test(revision) && !(await commitOf(dir, revision))) {
         await run(dir, ['fetch', 'origin', revision]).catch(() => undefined);
       }
     },
-    async checkout(dir, commit) {
+    async checkout(dir, commit, fresh) {
       await run(dir, ['checkout', '--force', '--detach', commit]);
-      await run(dir, ['clean', '-ffdxq']);
+      // Not -q: the VERSION file of the last build is usually there to remove, so git says so
+      // and simple-git does not wait 50 ms more for a silent git.
+      if (!fresh) await run(dir, ['clean', '-ffdx']);
     },
   };
 }

@@ -45,9 +45,9 @@ export function hgRepository(ctx: VcsContext): Repository {
     async fetch(dir) {
       await run(dir, ['pull']);
     },
-    async checkout(dir, commit) {
+    async checkout(dir, commit, fresh) {
       await run(dir, ['update', '--clean', '--rev', commit]);
-      await run(dir, ['--config', 'extensions.purge=', 'purge', '--all']);
+      if (!fresh) await run(dir, ['--config', 'extensions.purge=', 'purge', '--all']);
     },
   };
 }

@@ -8,8 +8,11 @@ export interface Repository {
   /** Whether a revision of this form can move (branch, tag), so it must be fetched every time. */
   isMovable(revision: string): boolean;
   fetch(dir: string, url: string, revision: string): Promise<void>;
-  /** Checks out the commit, discarding every change and untracked or ignored file. */
-  checkout(dir: string, commit: string): Promise<void>;
+  /**
+   * Checks out the commit, discarding every change and untracked or ignored file.
+   * fresh: the clone was just made and has no working files, so there is nothing to discard.
+   */
+  checkout(dir: string, commit: string, fresh: boolean): Promise<void>;
 }
 
 export interface VcsContext {

@@ -29,8 +29,8 @@ export const checkoutStep: Step = {
     const repo = request.repo.vcs === 'hg' ? hgRepository(vcsContext) : gitRepository(vcsContext);
     const dir = path.join(config.workDir, request.serviceId);
     try {
-      const commit = await fetchRevision(ctx, repo, dir);
-      await repo.checkout(dir, commit);
+      const { commit, fresh } = await fetchRevision(ctx, repo, dir);
+      await repo.checkout(dir, commit, fresh);
       ctx.checkoutDir = dir;
       ctx.commit = commit;
       out.line(`checked out ${commit}`);
@@ -45,7 +45,7 @@ export const checkoutStep: Step = {
   },
 };
 
-async function fetchRevision(ctx: BuildContext, repo: Repository, dir: string): Promise<string> {
+async function fetchRevision(ctx: BuildContext, repo: Repository, dir: string): Promise<{ commit: string; fresh: boolean }> {
   const { request, config, out } = ctx;
   // With https credentials git gets the URL without them (and they stay out of .git/config).
   const url = request.repo.basicAuth ? request.repo.displayUrl : request.repo.url;
@@ -73,5 +73,5 @@ async function fetchRevision(ctx: BuildContext, repo: Repository, dir: string): 
     commit = await repo.resolve(dir, request.revision);
   }
   if (!commit) throw errors.unknownRevision(request.revision, request.repo.displayUrl);
-  return commit;
+  return { commit, fresh };
 }
