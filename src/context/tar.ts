@@ -12,17 +12,11 @@ export type TarStream = NodeJS.ReadableStream & Readable;
 /** Files up to this size are read whole: a read stream per file costs more than the many small files of a repository. */
 const SMALL_FILE = 1 << 20;
 
-/** One small file (the Dockerfile) whose content is changed on its way into the tar. */
-export interface Rewrite {
-  path: string;
-  apply(content: Buffer): Buffer;
-}
-
 /**
  * Streams a directory as a tar, entry by entry, with paths under `prefix`. Only small files
  * are held whole; large ones go to the engine as they are read, with backpressure.
  */
-export function packDirectory(root: string, filter: ContextFilter, prefix = '', rewrite?: Rewrite): TarStream {
+export function packDirectory(root: string, filter: ContextFilter, prefix = ''): TarStream {
   const pack = tar.pack();
   const name = (rel: string) => (prefix ? (rel ? `${prefix}/${rel}` : prefix) : rel);
   const walk = async (rel: string): Promise<void> => {
@@ -40,9 +34,8 @@ export function packDirectory(root: string, filter: ContextFilter, prefix = '', 
         continue;
       } else if (stat.isSymbolicLink()) {
         await addEntry(pack, { ...common, type: 'symlink', linkname: await readlink(full) });
-      } else if (stat.isFile() && (stat.size <= SMALL_FILE || relPath === rewrite?.path)) {
-        const raw = await readFile(full);
-        const content = relPath === rewrite?.path ? rewrite.apply(raw) : raw;
+      } else if (stat.isFile() && stat.size <= SMALL_FILE) {
+        const content = await readFile(full);
         await new Promise<void>((resolve, reject) => {
           const sink = pack.entry({ ...common, type: 'file', size: content.length }, (err) => (err ? reject(err) : resolve()));
           sink.end(content);
@@ -70,7 +63,7 @@ function addEntry(pack: tar.Pack, header: Parameters<tar.Pack['entry']>[0]): Pro
  * Re-packs a tar from the engine (getArchive of /project, entries under "project/") as a
  * build context: the prefix is stripped and the filter applied while the bytes stream through.
  */
-export function repackArchive(source: NodeJS.ReadableStream, stripPrefix: string, filter: ContextFilter, rewrite?: Rewrite): TarStream {
+export function repackArchive(source: NodeJS.ReadableStream, stripPrefix: string, filter: ContextFilter): TarStream {
   const extract = tar.extract();
   const pack = tar.pack();
   extract.on('entry', (header, stream, next) => {
@@ -82,15 +75,6 @@ export function repackArchive(source: NodeJS.ReadableStream, stripPrefix: string
       return;
     }
     const outHeader = { ...header, name: inner, uid: 0, gid: 0, uname: undefined, gname: undefined };
-    if (header.type === 'file' && inner === rewrite?.path) {
-      const parts: Buffer[] = [];
-      stream.on('data', (d: unknown) => parts.push(d as Buffer));
-      stream.on('end', () => {
-        const content = rewrite.apply(Buffer.concat(parts));
-        pack.entry({ ...outHeader, size: content.length }, content, (err) => next(err ?? undefined));
-      });
-      return;
-    }
     const out = pack.entry(outHeader, (err) => next(err ?? undefined));
     stream.pipe(out as unknown as NodeJS.WritableStream);
   });
@@ -101,20 +85,18 @@ export function repackArchive(source: NodeJS.ReadableStream, stripPrefix: string
   return pack as unknown as TarStream;
 }
 
-/** Reads one small file out of a tar stream (getArchive of a single path); a symlink reads as empty, not regular. */
-export function readSingleFile(source: NodeJS.ReadableStream): Promise<{ text: string; regular: boolean }> {
+/** Reads one small file out of a tar stream (getArchive of a single path); a symlink reads as empty. */
+export function readSingleFile(source: NodeJS.ReadableStream): Promise<string> {
   return new Promise((resolve, reject) => {
     const extract = tar.extract();
     const parts: Buffer[] = [];
-    let regular = false;
     extract.on('entry', (header, stream, next) => {
-      regular = header.type === 'file';
       stream.on('data', (chunk: unknown) => {
         if (header.type === 'file') parts.push(chunk as Buffer);
       });
       stream.on('end', next);
     });
-    extract.on('finish', () => resolve({ text: Buffer.concat(parts).toString('utf8'), regular }));
+    extract.on('finish', () => resolve(Buffer.concat(parts).toString('utf8')));
     extract.on('error', reject);
     source.pipe(extract as unknown as NodeJS.WritableStream);
   });

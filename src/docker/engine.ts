@@ -13,7 +13,8 @@ export interface StreamEvent {
   progress?: string;
   error?: string;
   errorDetail?: { message?: string; code?: number };
-  aux?: Record<string, unknown>;
+  /** An object, or for BuildKit progress a base64 protobuf message. */
+  aux?: Record<string, unknown> | string;
 }
 
 export class EngineStreamError extends Error {}

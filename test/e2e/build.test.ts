@@ -110,6 +110,23 @@ describe('buildbot.sh builds and pushes', () => {
       'app', 'app/.dockerignore', 'app/VERSION', 'app/app.js',
       'app/docs', 'app/docs/public', 'app/docs/public/index.md', 'app/sub', 'app/sub/nested.log',
     ]);
+    assert.match(res.stdout, /leaves out the Dockerfile: building with the classic builder/);
+  });
+
+  it('builds with BuildKit, naming each step, and leaves what .dockerignore lists out of COPY', async () => {
+    const image = unique('bkignore');
+    const repo = repoWith('bkignore', {
+      Dockerfile: `FROM ${testEnv().busyboxImage}\nCOPY . /app\nRUN echo "files: $(ls -A /app | tr '\\n' ' ')"\n`,
+      '.dockerignore': '.dockerignore\n*.log\n',
+      'app.js': 'console.log(1)\n',
+      'debug.log': 'x\n',
+    });
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), work());
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /^\[2\/3\] COPY \. \/app$/m);
+    assert.match(res.stdout, /^files: Dockerfile VERSION app\.js $/m, 'the RUN step output, line by line');
+    const files = [...(await pulledFiles(`${testEnv().registry}/${image}:1.0.0`, '/app')).keys()].sort();
+    assert.deepEqual(files, ['app', 'app/Dockerfile', 'app/VERSION', 'app/app.js']);
   });
 
   it('builds a Mercurial repository with hg', async () => {

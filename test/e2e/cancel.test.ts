@@ -6,7 +6,7 @@ import { testEnv } from '../helpers/env.js';
 import { buildArgs, unique } from '../helpers/build.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { eventually, suiteRepos, suiteWorkDir } from '../helpers/fixtures.js';
-import { allContainerIds, buildContainers } from '../helpers/docker.js';
+import { allContainerIds, buildContainers, processesRunning } from '../helpers/docker.js';
 import { registryTags } from '../helpers/registry.js';
 import { staticSite } from '../helpers/repos.js';
 
@@ -56,16 +56,20 @@ describe('buildbot.sh concurrency and cancellation', () => {
     assert.doesNotMatch(next.stdout, /waiting for it to finish/);
   });
 
-  it('Ctrl-C during docker build leaves no intermediate container', async () => {
-    const repo = repoWith('abortimage', { Dockerfile: `FROM ${testEnv().busyboxImage}\nRUN echo "image step started" && sleep 120\n` });
+  it('Ctrl-C during docker build stops the running Dockerfile step and leaves no container', async () => {
+    // A sleep no other test runs, so its process can be told apart.
+    const step = ['sleep', `${1000 + (process.pid % 1000)}`];
+    const repo = repoWith('abortimage', { Dockerfile: `FROM ${testEnv().busyboxImage}\nRUN echo "image step started" && ${step.join(' ')}\n` });
     const service = unique('abortimage');
     const before = await allContainerIds();
     const run = startCli(buildArgs({ service, repo: repo.url, revision: 'main', image: service }), work());
-    await run.waitFor(/image step started/);
+    await run.waitFor(/^image step started$/m);
+    await eventually(() => processesRunning(step).length === 1, 'the RUN step to run');
     run.child.kill('SIGINT');
     const res = await run.done;
     assert.equal(res.code, 130);
-    await eventually(async () => JSON.stringify(await allContainerIds()) === JSON.stringify(before), 'removal of the intermediate container');
+    await eventually(() => processesRunning(step).length === 0, 'the RUN step to stop');
+    assert.deepEqual(await allContainerIds(), before);
     assert.deepEqual(await registryTags(service), []);
   });
 });

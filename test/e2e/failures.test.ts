@@ -107,7 +107,8 @@ describe('buildbot.sh failures: the right exit code, a clear error, nothing push
     const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), work());
     assert.equal(res.code, 1);
     assert.match(res.stdout, /about to fail/);
-    assert.match(res.stderr, /^error: docker build failed: .*returned a non-zero code: 7/m);
+    assert.match(res.stdout, /^\[2\/2\] RUN echo about to fail && exit 7$/m, 'the failing step is named');
+    assert.match(res.stderr, /^error: docker build failed: .*exit code: 7/m);
     assert.deepEqual(await allContainerIds(), before, 'no intermediate container remains');
   });
 
@@ -124,6 +125,12 @@ describe('buildbot.sh failures: the right exit code, a clear error, nothing push
     const a = await runCli(buildArgs({ service: unique('nodf'), repo: noDockerfile.url, revision: 'main', image: unique('nodf') }), work());
     assert.equal(a.code, 1);
     assert.match(a.stderr, /^error: there is no Dockerfile at the root of the repository at [0-9a-f]{12}; .*add one/m);
+
+    // Gone after build.sh: the engine finds no Dockerfile in the context, and the error says the same.
+    const removed = repoWith('dfremoved', staticSite({ buildExtra: 'rm Dockerfile' }));
+    const c = await runCli(buildArgs({ service: unique('dfrm'), repo: removed.url, revision: 'main', image: unique('dfrm') }), work());
+    assert.equal(c.code, 1);
+    assert.match(c.stderr, /^error: there is no Dockerfile at the root of the repository at [0-9a-f]{12}; .*add one/m);
 
     const noImageLine = repoWith('noimageline', { ...staticSite(), 'build.sh': '#!/bin/sh\necho hi\n' });
     const b = await runCli(buildArgs({ service: unique('noil'), repo: noImageLine.url, revision: 'main', image: unique('noil') }), work());

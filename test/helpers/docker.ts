@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import Docker from 'dockerode';
 import tar from 'tar-stream';
 import { testEnv } from './env.js';
@@ -11,6 +12,21 @@ export async function buildContainers(): Promise<Docker.ContainerInfo[]> {
 
 export async function allContainerIds(): Promise<string[]> {
   return (await docker.listContainers({ all: true })).map((c) => c.Id).sort();
+}
+
+/**
+ * Processes on this machine whose command line is exactly argv. BuildKit runs RUN steps
+ * outside the engine's containers, so this is where a step still running shows.
+ */
+export function processesRunning(argv: string[]): number[] {
+  const wanted = `${argv.join('\0')}\0`;
+  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8') === wanted;
+    } catch {
+      return false;
+    }
+  }).map(Number);
 }
 
 function drain(stream: NodeJS.ReadableStream): Promise<void> {

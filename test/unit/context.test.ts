@@ -12,6 +12,15 @@ describe('build context filter', () => {
   ] as const) {
     it(`${included ? 'sends' : 'leaves out'} ${path}`, () => assert.equal(filter.includes(path), included));
   }
+  it('always sends the Dockerfile, and .dockerignore only when it must leave the Dockerfile out', () => {
+    assert.equal(filter.dockerfileIgnored, true);
+    const keepsDockerfile = createContextFilter('.dockerignore\n*.log\n');
+    assert.equal(keepsDockerfile.dockerfileIgnored, false);
+    assert.equal(keepsDockerfile.includes('.dockerignore'), false);
+    assert.equal(keepsDockerfile.includes('Dockerfile'), true);
+    assert.equal(createContextFilter('*\n!src').includes('Dockerfile'), true);
+    assert.equal(createContextFilter('*\n!src').dockerfileIgnored, true);
+  });
   it('descends into excluded directories only when an exception may match below', () => {
     assert.equal(createContextFilter('node_modules').mayIncludeBelow('node_modules'), false);
     assert.equal(filter.mayIncludeBelow('docs'), true);

@@ -21,7 +21,7 @@ export const pushStep: Step = {
           } else if (event.status === 'Layer already exists' || event.status?.startsWith('Mounted from')) {
             present++;
           }
-          const digest = event.aux?.Digest;
+          const digest = typeof event.aux === 'object' ? event.aux.Digest : undefined;
           if (typeof digest === 'string') ctx.digest = digest;
         });
       } catch (err) {

@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { BuildKitProgress, decodeStatus, encodeStatus } from '../../src/docker/buildkit.js';
+
+const at = { seconds: 1, nanos: 0 };
+/** Feeds status messages through the wire format, as the engine sends them, and collects the printed lines. */
+function display(...statuses: object[]): string[] {
+  const lines: string[] = [];
+  const progress = new BuildKitProgress((line) => lines.push(line));
+  for (const status of statuses) progress.update(decodeStatus(encodeStatus(status)));
+  progress.flush();
+  return lines;
+}
+
+describe('BuildKit progress display', () => {
+  it('names each Dockerfile step once, marks cached ones and leaves out BuildKit bookkeeping', () => {
+    const lines = display(
+      { vertexes: [{ digest: 'i', name: '[internal] load build definition from Dockerfile', started: at }] },
+      { vertexes: [{ digest: 'c', name: 'copy /context /', started: at, completed: at }] },
+      { vertexes: [{ digest: 'a', name: '[2/3] COPY public /www' }, { digest: 'b', name: '[3/3] RUN make' }] },
+      { vertexes: [{ digest: 'a', name: '[2/3] COPY public /www', cached: true, started: at, completed: at }, { digest: 'b', name: '[3/3] RUN make', started: at }] },
+      { vertexes: [{ digest: 'b', name: '[3/3] RUN make', started: at, completed: at }] },
+    );
+    assert.deepEqual(lines, ['[2/3] COPY public /www (cached)', '[3/3] RUN make']);
+  });
+
+  it('prints output line by line, keeping stdout and stderr lines apart and multi-byte characters whole', () => {
+    const euro = Buffer.from('€');
+    const lines = display(
+      { vertexes: [{ digest: 'r', name: '[2/2] RUN x', started: at }] },
+      { logs: [{ vertex: 'r', stream: 1, msg: Buffer.from('one\npart') }] },
+      { logs: [{ vertex: 'r', stream: 2, msg: Buffer.concat([Buffer.from('err '), euro.subarray(0, 1)]) }] },
+      { logs: [{ vertex: 'r', stream: 2, msg: Buffer.concat([euro.subarray(1), Buffer.from('\n')]) }] },
+      { logs: [{ vertex: 'r', stream: 1, msg: Buffer.from('ial end') }], vertexes: [{ digest: 'r', name: '[2/2] RUN x', started: at, completed: at }] },
+      { warnings: [{ short: Buffer.from('a warning') }] },
+    );
+    assert.deepEqual(lines, ['[2/2] RUN x', 'one', 'err €', 'partial end', 'warning: a warning']);
+  });
+});
