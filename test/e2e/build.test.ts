@@ -118,7 +118,8 @@ describe('buildbot.sh builds and pushes', () => {
     const repo = repoWith('bkignore', {
       Dockerfile: `FROM ${testEnv().busyboxImage}\nCOPY . /app\nRUN echo "files: $(ls -A /app | tr '\\n' ' ')"\n`,
       '.dockerignore': '.dockerignore\n*.log\n',
-      'app.js': 'console.log(1)\n',
+      // Content of this run only, so the engine's build cache cannot answer the steps.
+      'app.js': `console.log('${image}')\n`,
       'debug.log': 'x\n',
     });
     const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), work());
