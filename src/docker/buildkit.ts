@@ -3,13 +3,13 @@ import protobuf from 'protobufjs';
 /** The build stream's event id for BuildKit progress; its `aux` is a base64 StatusResponse. */
 export const BUILDKIT_TRACE = 'moby.buildkit.trace';
 
-// The part of moby/buildkit's control.proto StatusResponse that the progress display uses;
-// protobufjs skips the fields left out (per-transfer byte counts, progress groups).
 // Unpacking the context tar we uploaded: BuildKit's step, not one of the Dockerfile.
 const CONTEXT_UNPACK = 'copy /context /';
 
 const MAX_PARTIAL_LINE = 64 * 1024;
 
+// The part of moby/buildkit's control.proto StatusResponse that the progress display uses;
+// protobufjs skips the fields left out (per-transfer byte counts, progress groups).
 const StatusResponse = protobuf
   .parse(`syntax = "proto3";
     message StatusResponse { repeated Vertex vertexes = 1; repeated VertexLog logs = 3; repeated VertexWarning warnings = 4; }
@@ -35,12 +35,12 @@ export function decodeStatus(base64: string): Status {
 }
 
 /**
- * Turns BuildKit's progress into lines like the classic builder's: each Dockerfile step once
- * as it starts (or as cached), then its output line by line. BuildKit's own bookkeeping
- * ("[internal] load build definition", unpacking the uploaded context, transfer counters) is
- * left out.
+ * Turns a build's progress into lines. From BuildKit: each Dockerfile step once as it starts
+ * (or as cached), then its output line by line; BuildKit's own bookkeeping ("[internal] load
+ * build definition", unpacking the uploaded context, transfer counters) is left out. From the
+ * classic builder: its text, line by line.
  */
-export class BuildKitProgress {
+export class BuildProgress {
   private readonly announced = new Set<string>();
   private readonly partial = new Map<string, Buffer>();
 
@@ -53,24 +53,26 @@ export class BuildKitProgress {
         this.print(vertex.cached ? `${vertex.name} (cached)` : vertex.name);
       }
     }
-    for (const log of status.logs) {
-      // A step's stdout and stderr each have their own unfinished line.
-      const key = `${log.vertex} ${log.stream}`;
-      let text = Buffer.concat([this.partial.get(key) ?? Buffer.alloc(0), log.msg]);
-      let nl: number;
-      while ((nl = text.indexOf(10)) >= 0) {
-        this.print(text.subarray(0, nl).toString('utf8'));
-        text = text.subarray(nl + 1);
-      }
-      // Output without newlines (a progress bar) is shown in pieces rather than held without bound.
-      if (text.length > MAX_PARTIAL_LINE) {
-        this.print(text.toString('utf8'));
-        text = Buffer.alloc(0);
-      }
-      this.partial.set(key, text);
-    }
+    // A step's stdout and stderr each have their own unfinished line.
+    for (const log of status.logs) this.text(`${log.vertex} ${log.stream}`, log.msg);
     for (const vertex of status.vertexes) if (vertex.completed) this.flush(vertex.digest);
     for (const warning of status.warnings) this.print(`warning: ${Buffer.from(warning.short).toString('utf8')}`);
+  }
+
+  /** Prints the complete lines of a stream of text (`key` names it), holding back its unfinished last line. */
+  text(key: string, chunk: Uint8Array): void {
+    let text = Buffer.concat([this.partial.get(key) ?? Buffer.alloc(0), chunk]);
+    let nl: number;
+    while ((nl = text.indexOf(10)) >= 0) {
+      this.print(text.subarray(0, nl).toString('utf8'));
+      text = text.subarray(nl + 1);
+    }
+    // Output without newlines (a progress bar) is shown in pieces rather than held without bound.
+    if (text.length > MAX_PARTIAL_LINE) {
+      this.print(text.toString('utf8'));
+      text = Buffer.alloc(0);
+    }
+    this.partial.set(key, text);
   }
 
   /** Prints what is left of a step's last lines (all steps' when no digest is given). */

@@ -1,18 +1,18 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BuildKitProgress, decodeStatus, encodeStatus } from '../../src/docker/buildkit.js';
+import { BuildProgress, decodeStatus, encodeStatus } from '../../src/docker/buildkit.js';
 
 const at = { seconds: 1, nanos: 0 };
 /** Feeds status messages through the wire format, as the engine sends them, and collects the printed lines. */
 function display(...statuses: object[]): string[] {
   const lines: string[] = [];
-  const progress = new BuildKitProgress((line) => lines.push(line));
+  const progress = new BuildProgress((line) => lines.push(line));
   for (const status of statuses) progress.update(decodeStatus(encodeStatus(status)));
   progress.flush();
   return lines;
 }
 
-describe('BuildKit progress display', () => {
+describe('build progress display', () => {
   it('names each Dockerfile step once, marks cached ones and leaves out BuildKit bookkeeping', () => {
     const lines = display(
       { vertexes: [{ digest: 'i', name: '[internal] load build definition from Dockerfile', started: at }] },
@@ -35,5 +35,13 @@ describe('BuildKit progress display', () => {
       { warnings: [{ short: Buffer.from('a warning') }] },
     );
     assert.deepEqual(lines, ['[2/2] RUN x', 'one', 'err €', 'partial end', 'warning: a warning']);
+  });
+
+  it("prints the classic builder's text line by line, whatever its chunks", () => {
+    const lines: string[] = [];
+    const progress = new BuildProgress((line) => lines.push(line));
+    for (const chunk of ['Step 1/2 : FROM x\nStep 2/', '2 : COPY . /app\n', 'Successfully tagged r/x:1']) progress.text('text', Buffer.from(chunk));
+    progress.flush();
+    assert.deepEqual(lines, ['Step 1/2 : FROM x', 'Step 2/2 : COPY . /app', 'Successfully tagged r/x:1']);
   });
 });
