@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import type { Sink } from '../io/output.js';
+import type { BatchingSink, Sink } from '../io/output.js';
 import { engineMessage, followStream, statusOf } from './engine.js';
 
 /** Every container a build creates carries these, so leftovers of a dead server can be found. */
@@ -56,22 +56,41 @@ export async function removeContainer(container: Docker.Container): Promise<void
 
 /**
  * Splits the engine's multiplexed attach stream (8-byte header: stream type, size) into
- * stdout and stderr. Unlike docker-modem's demuxStream it honours backpressure: when a
- * target is full the engine stream is paused until it drains.
+ * stdout and stderr without copying: frame pieces are passed on as they arrive, and the
+ * targets are corked for the length of one read, so its pieces leave as one write. Unlike
+ * docker-modem's demuxStream it honours backpressure: when a target is full the engine stream
+ * is paused until it drains.
  */
-export function demux(source: NodeJS.ReadableStream, stdout: Sink, stderr: Sink): Promise<void> {
+export function demux(source: NodeJS.ReadableStream, stdout: BatchingSink, stderr: BatchingSink): Promise<void> {
   return new Promise((resolve, reject) => {
-    let buffered: Buffer = Buffer.alloc(0);
+    const header = Buffer.alloc(8);
+    let headerBytes = 0;
+    let frameLeft = 0;
+    let target = stdout;
     source.on('data', (chunk: Buffer) => {
-      buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
       let blocked: Sink | undefined;
-      while (buffered.length >= 8) {
-        const size = buffered.readUInt32BE(4);
-        if (buffered.length < 8 + size) break;
-        const target = buffered[0] === 2 ? stderr : stdout;
-        if (!target.write(buffered.subarray(8, 8 + size))) blocked = target;
-        buffered = buffered.subarray(8 + size);
+      stdout.cork();
+      stderr.cork();
+      for (let at = 0; at < chunk.length;) {
+        if (frameLeft === 0) {
+          // A header may itself be split across reads.
+          const take = Math.min(8 - headerBytes, chunk.length - at);
+          chunk.copy(header, headerBytes, at, at + take);
+          headerBytes += take;
+          at += take;
+          if (headerBytes < 8) break;
+          headerBytes = 0;
+          target = header[0] === 2 ? stderr : stdout;
+          frameLeft = header.readUInt32BE(4);
+          continue;
+        }
+        const piece = chunk.subarray(at, at + frameLeft);
+        if (!target.write(piece)) blocked = target;
+        at += piece.length;
+        frameLeft -= piece.length;
       }
+      stdout.uncork();
+      stderr.uncork();
       if (blocked) {
         source.pause();
         blocked.once('drain', () => source.resume());
@@ -84,14 +103,24 @@ export function demux(source: NodeJS.ReadableStream, stdout: Sink, stderr: Sink)
 }
 
 /** Starts a created container with its output attached and returns its exit code once all output is out. */
-export async function runAttached(container: Docker.Container, stdout: Sink, stderr: Sink, signal: AbortSignal): Promise<number> {
-  const stream = await container.attach({ stream: true, stdout: true, stderr: true, abortSignal: signal } as Docker.ContainerAttachOptions);
-  const drained = demux(stream, stdout, stderr);
-  await container.start();
-  const result = (await container.wait({ abortSignal: signal } as object)) as { StatusCode: number; Error?: { Message?: string } };
-  await drained;
-  if (result.Error?.Message) throw new Error(`the container failed: ${result.Error.Message}`);
-  return result.StatusCode;
+export async function runAttached(container: Docker.Container, stdout: BatchingSink, stderr: BatchingSink, signal: AbortSignal): Promise<number> {
+  // Hijacked (upgraded to a raw socket), the output skips Node's HTTP parser: about a tenth of the
+  // server's CPU while streaming, in a profile. Aborting the request no longer reaches that socket, so the
+  // signal closes it here.
+  const stream = (await container.attach({ stream: true, stdout: true, stderr: true, hijack: true, abortSignal: signal } as Docker.ContainerAttachOptions)) as NodeJS.ReadWriteStream & { destroy(): void };
+  const close = () => stream.destroy();
+  signal.addEventListener('abort', close, { once: true });
+  try {
+    const drained = demux(stream, stdout, stderr);
+    await container.start();
+    const result = (await container.wait({ abortSignal: signal } as object)) as { StatusCode: number; Error?: { Message?: string } };
+    await drained;
+    if (result.Error?.Message) throw new Error(`the container failed: ${result.Error.Message}`);
+    return result.StatusCode;
+  } finally {
+    signal.removeEventListener('abort', close);
+    close();
+  }
 }
 
 /** Makes sure an image is on the engine, pulling it when it is not, as `docker run` would. */

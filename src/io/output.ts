@@ -13,57 +13,63 @@ export interface BuildIO {
   stderr: Sink;
 }
 
-/** A partial line (a prompt, a progress bar) is shown after this long without a newline. */
-const PARTIAL_LINE_DELAY_MS = 100;
+/** A sink that can gather the writes of one tick into one: a writable stream. */
+export interface BatchingSink extends Sink {
+  cork(): void;
+  uncork(): void;
+}
+
+const EMPTY = Buffer.alloc(0);
 
 /**
- * A line-buffered, redacting stream over a target that it never ends (the SSH channel
- * must still send the exit status after the build's output). It works on bytes, splitting
- * at newlines (never inside a UTF-8 character), so output without secrets passes without a
- * copy. Backpressure from the target propagates: write callbacks wait for 'drain', so a slow
- * client slows the build's output instead of growing a buffer here.
+ * A redacting stream over a target that it never ends (the SSH channel must still send the
+ * exit status after the build's output). Bytes pass at once, uncopied when the stream is not
+ * corked, except a tail that could be the start of a secret, held until the next write decides
+ * it. Writes gathered while corked go out as one, so the SSH channel sends full packets.
+ * Backpressure from the target propagates: write callbacks wait for 'drain', so a slow client
+ * slows the build's output instead of growing a buffer here.
  */
-export class RedactingStream extends Writable {
-  private pending: Buffer = Buffer.alloc(0);
-  private timer: NodeJS.Timeout | undefined;
+export class RedactingStream extends Writable implements BatchingSink {
+  private held: Buffer = EMPTY;
+  private lastWritten: 'none' | 'newline' | 'text' = 'none';
 
   constructor(
     private readonly target: Sink,
     private readonly redactor: Redactor,
   ) {
-    super({ highWaterMark: 64 * 1024 });
+    // Room for a whole engine read (64 KB) of corked writes without signalling backpressure.
+    super({ highWaterMark: 256 * 1024 });
+  }
+
+  /** Whether the last byte written into this stream (not yet necessarily sent) ended a line. */
+  get midLine(): boolean {
+    return this.lastWritten === 'text';
+  }
+
+  override write(chunk: string | Buffer, ...rest: unknown[]): boolean {
+    if (chunk.length) this.lastWritten = chunk[chunk.length - 1] === '\n' || chunk[chunk.length - 1] === 0x0a ? 'newline' : 'text';
+    return (super.write as (chunk: unknown, ...rest: unknown[]) => boolean)(chunk, ...rest);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
-    const data = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
-    const lastNewline = data.lastIndexOf(0x0a);
-    this.pending = data.subarray(lastNewline + 1);
-    this.schedulePartialFlush();
-    this.forward(data.subarray(0, lastNewline + 1), done);
+    this.pass(this.held.length ? Buffer.concat([this.held, chunk]) : chunk, done);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, done: (err?: Error | null) => void): void {
+    this.pass(Buffer.concat([this.held, ...chunks.map((c) => c.chunk)]), done);
   }
 
   override _final(done: (err?: Error | null) => void): void {
-    clearTimeout(this.timer);
-    const rest = this.pending;
-    this.pending = Buffer.alloc(0);
+    const rest = this.held;
+    this.held = EMPTY;
     this.forward(rest, done);
   }
 
-  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
-    clearTimeout(this.timer);
-    done(err);
-  }
-
-  private schedulePartialFlush(): void {
-    clearTimeout(this.timer);
-    if (!this.pending.length) return;
-    this.timer = setTimeout(() => {
-      const keep = this.redactor.unsafeTailLength(this.pending);
-      const safe = this.pending.subarray(0, this.pending.length - keep);
-      this.pending = Buffer.from(this.pending.subarray(safe.length));
-      if (safe.length) this.target.write(this.redactor.redactBytes(safe));
-    }, PARTIAL_LINE_DELAY_MS);
-    this.timer.unref();
+  private pass(data: Buffer, done: (err?: Error | null) => void): void {
+    const keep = this.redactor.unsafeTailLength(data);
+    // A copy, so the held bytes do not pin the whole chunk they came in.
+    this.held = keep ? Buffer.from(data.subarray(data.length - keep)) : EMPTY;
+    this.forward(data.subarray(0, data.length - keep), done);
   }
 
   private forward(bytes: Buffer, done: (err?: Error | null) => void): void {
@@ -83,12 +89,13 @@ export class UserOutput {
     this.stderr = new RedactingStream(io.stderr, redactor);
   }
 
+  /** Writes a line of its own, after ending a line the build left unfinished. */
   line(text: string): void {
-    this.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+    writeLine(this.stdout, text);
   }
 
   errorLine(text: string): void {
-    this.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
+    writeLine(this.stderr, text);
   }
 
   /** Flushes both streams; the targets stay open. */
@@ -100,4 +107,8 @@ export class UserOutput {
       s.end();
     })));
   }
+}
+
+function writeLine(stream: RedactingStream, text: string): void {
+  stream.write(`${stream.midLine ? '\n' : ''}${text}${text.endsWith('\n') ? '' : '\n'}`);
 }

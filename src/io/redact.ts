@@ -1,9 +1,13 @@
 export const REDACTED = '***';
+const REDACTED_BYTES = Buffer.from(REDACTED);
 
 export interface Redactor {
   /** Replaces every secret in text. */
   redact(text: string): string;
-  /** The same on bytes; returns the very buffer when it holds no secret (the common case, no copy). */
+  /**
+   * The same on bytes, without decoding them: a chunk may end inside a UTF-8 character.
+   * Returns the very buffer when it holds no secret (the common case, no copy).
+   */
   redactBytes(bytes: Buffer): Buffer;
   /**
    * How many trailing bytes could be the start of a secret and must be held back until more
@@ -16,25 +20,50 @@ export function createRedactor(secrets: Iterable<string>): Redactor {
   // Longest first, so a secret that contains another is replaced whole.
   const list = [...new Set([...secrets].filter((s) => s.length > 0))].sort((a, b) => b.length - a.length);
   const asBytes = list.map((s) => Buffer.from(s));
-  const longest = Math.max(0, ...asBytes.map((b) => b.length));
-  const redact = (text: string) => {
-    let out = text;
-    for (const secret of list) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
-    return out;
-  };
+  // Whatever holds a secret holds one that contains no other (the key's text holds its body
+  // lines), so only those are searched for on the hot path.
+  const needles = asBytes.filter((s) => !asBytes.some((other) => other !== s && other.length < s.length && s.includes(other)));
   return {
-    redact,
+    redact(text) {
+      let out = text;
+      for (const secret of list) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
+      return out;
+    },
     redactBytes(bytes) {
-      // Buffer.indexOf is a native search: output without secrets is passed on untouched.
-      if (!asBytes.some((secret) => bytes.includes(secret))) return bytes;
-      return Buffer.from(redact(bytes.toString('utf8')));
+      // Buffer.includes is a native search: output without secrets is passed on untouched.
+      if (!needles.some((needle) => bytes.includes(needle))) return bytes;
+      const parts: Buffer[] = [];
+      let from = 0;
+      for (;;) {
+        let at = -1;
+        let length = 0;
+        for (const secret of asBytes) {
+          const i = bytes.indexOf(secret, from);
+          // Strictly earlier only: at the same position the longer secret, seen first, wins.
+          if (i >= 0 && (at < 0 || i < at)) [at, length] = [i, secret.length];
+        }
+        if (at < 0) break;
+        parts.push(bytes.subarray(from, at), REDACTED_BYTES);
+        from = at + length;
+      }
+      parts.push(bytes.subarray(from));
+      return Buffer.concat(parts);
     },
     unsafeTailLength(bytes) {
-      for (let n = Math.min(longest - 1, bytes.length); n > 0; n--) {
-        const tail = bytes.subarray(bytes.length - n);
-        if (asBytes.some((secret) => secret.length > n && secret.subarray(0, n).equals(tail))) return n;
+      // Per secret, the earliest position in the last (length - 1) bytes from which the rest
+      // of the chunk is the secret's beginning; compared in place, as this runs on every chunk.
+      let longest = 0;
+      for (const secret of asBytes) {
+        let at = bytes.indexOf(secret[0], Math.max(0, bytes.length - secret.length + 1));
+        while (at >= 0 && bytes.length - at > longest) {
+          if (bytes.compare(secret, 0, bytes.length - at, at) === 0) {
+            longest = bytes.length - at;
+            break;
+          }
+          at = bytes.indexOf(secret[0], at + 1);
+        }
       }
-      return 0;
+      return longest;
     },
   };
 }
