@@ -56,10 +56,9 @@ export async function removeContainer(container: Docker.Container): Promise<void
 
 /**
  * Splits the engine's multiplexed attach stream (8-byte header: stream type, size) into
- * stdout and stderr without copying: frame pieces are passed on as they arrive, and the
- * targets are corked for the length of one read, so its pieces leave as one write. Unlike
- * docker-modem's demuxStream it honours backpressure: when a target is full the engine stream
- * is paused until it drains.
+ * stdout and stderr, each read leaving as one write per target so that the SSH channel sends
+ * full packets. Unlike docker-modem's demuxStream it honours backpressure: when a target is
+ * full the engine stream is paused until it drains.
  */
 export function demux(source: NodeJS.ReadableStream, stdout: BatchingSink, stderr: BatchingSink): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -68,9 +67,7 @@ export function demux(source: NodeJS.ReadableStream, stdout: BatchingSink, stder
     let frameLeft = 0;
     let target = stdout;
     source.on('data', (chunk: Buffer) => {
-      let blocked: Sink | undefined;
-      stdout.cork();
-      stderr.cork();
+      const pieces: Array<{ to: BatchingSink; start: number; end: number }> = [];
       for (let at = 0; at < chunk.length;) {
         if (frameLeft === 0) {
           // A header may itself be split across reads.
@@ -84,13 +81,26 @@ export function demux(source: NodeJS.ReadableStream, stdout: BatchingSink, stder
           frameLeft = header.readUInt32BE(4);
           continue;
         }
-        const piece = chunk.subarray(at, at + frameLeft);
-        if (!target.write(piece)) blocked = target;
-        at += piece.length;
-        frameLeft -= piece.length;
+        const end = Math.min(chunk.length, at + frameLeft);
+        pieces.push({ to: target, start: at, end });
+        frameLeft -= end - at;
+        at = end;
       }
-      stdout.uncork();
-      stderr.uncork();
+      let blocked: Sink | undefined;
+      if (pieces.length && pieces.every((p) => p.to === pieces[0].to)) {
+        // The usual case, one stream: the payloads are moved together over the headers inside
+        // the read's own buffer, which nothing else holds, instead of into a new one.
+        let length = 0;
+        for (const p of pieces) length += chunk.copy(chunk, pieces[0].start + length, p.start, p.end);
+        if (!pieces[0].to.write(chunk.subarray(pieces[0].start, pieces[0].start + length))) blocked = pieces[0].to;
+      } else {
+        // Both streams: corked, each target joins its pieces into one write.
+        stdout.cork();
+        stderr.cork();
+        for (const p of pieces) if (!p.to.write(chunk.subarray(p.start, p.end))) blocked = p.to;
+        stdout.uncork();
+        stderr.uncork();
+      }
       if (blocked) {
         source.pause();
         blocked.once('drain', () => source.resume());

@@ -45,4 +45,16 @@ describe('attach stream demultiplexer', () => {
     assert.deepEqual(stdout.writes, ['a\nb\nc\n']);
     assert.deepEqual(stderr.writes, ['e\n']);
   });
+
+  it('joins the frames of a read that holds one stream only, around the headers', async () => {
+    const source = new PassThrough();
+    const [stdout, stderr] = [recorder(), recorder()];
+    const done = demux(source, stdout, stderr);
+    const wire = Buffer.concat([frame(1, 'first half of a line, '), frame(1, 'x\n'), frame(1, 'y\n')]);
+    source.write(wire.subarray(0, 12)); // ends inside the first frame
+    source.end(wire.subarray(12));
+    await done;
+    assert.deepEqual(stdout.writes, ['firs', 't half of a line, x\ny\n']);
+    assert.deepEqual(stderr.writes, []);
+  });
 });
