@@ -8,10 +8,14 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import type Docker from 'dockerode';
 import ssh2 from 'ssh2';
 import { quote } from 'shell-quote';
 import { buildArgs } from '../test/helpers/build.js';
+import { demux } from '../src/docker/containers.js';
 import { ROOT } from '../test/helpers/cli.js';
+import { docker } from '../test/helpers/docker.js';
 import { keyPath, testEnv } from '../test/helpers/env.js';
 import { GitRepo, staticSite, type Files } from '../test/helpers/repos.js';
 import { startServer, type ServerProcess } from '../test/helpers/server.js';
@@ -31,7 +35,26 @@ interface Run {
   /** Time from the first byte after the START line to the END line, when the output has them. */
   streamMs?: number;
   payloadBytes?: number;
+  /** CPU time between the START and END lines: `machine` (all processes, kernel included), and any process probed. */
+  streamCpuMs?: Record<string, number>;
+  /** When the START and END lines arrived (performance.now()). */
+  startAt?: number;
+  endAt?: number;
 }
+
+/** CPU time the whole machine has spent busy so far, in ms (/proc/stat: user, nice, system, irq, softirq; 100 ticks a second). */
+function machineBusyMs(): number {
+  const [user, nice, system, , , irq, softirq] = readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).slice(1).map(Number);
+  return (user + nice + system + irq + softirq) * 10;
+}
+
+/** CPU time one process has used so far, in ms (user + system). */
+function processCpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+type CpuProbes = Record<string, () => number>;
 
 let server: ServerProcess;
 const env = testEnv();
@@ -53,37 +76,59 @@ function command(who: ContenderName, args: string[]): [string, string[], NodeJS.
 const MARK_START = Buffer.from('\nSTART\n');
 const MARK_END = Buffer.from('\nEND\n');
 
+/** Watches output for the START and END lines: the payload between them, its time, and the machine's CPU meanwhile. */
+class StreamMarks {
+  private tail = Buffer.alloc(0);
+  private startAt?: number;
+  private endAt?: number;
+  private cpuAtStart: Record<string, number> = {};
+  private cpuAtEnd: Record<string, number> = {};
+  private payload = 0;
+
+  constructor(private readonly probes: CpuProbes = {}) {}
+
+  private readCpu(): Record<string, number> {
+    return Object.fromEntries(Object.entries({ machine: machineBusyMs, ...this.probes }).map(([name, probe]) => [name, probe()]));
+  }
+
+  feed(chunk: Buffer): void {
+    const now = performance.now();
+    const window = Buffer.concat([this.tail, chunk]);
+    if (this.startAt === undefined) {
+      const i = window.indexOf(MARK_START);
+      if (i >= 0) {
+        this.startAt = now;
+        this.cpuAtStart = this.readCpu();
+        this.payload -= i + MARK_START.length - this.tail.length;
+      }
+    }
+    if (this.startAt !== undefined && this.endAt === undefined) {
+      this.payload += chunk.length;
+      const j = window.indexOf(MARK_END);
+      if (j >= 0) {
+        this.endAt = now;
+        this.cpuAtEnd = this.readCpu();
+        this.payload -= window.length - j;
+      }
+    }
+    this.tail = window.subarray(Math.max(0, window.length - MARK_END.length));
+  }
+
+  result(): Pick<Run, 'streamMs' | 'payloadBytes' | 'streamCpuMs' | 'startAt' | 'endAt'> {
+    if (this.startAt === undefined || this.endAt === undefined) return {};
+    return { streamMs: this.endAt - this.startAt, payloadBytes: this.payload, streamCpuMs: Object.fromEntries(Object.keys(this.cpuAtEnd).map((k) => [k, this.cpuAtEnd[k] - this.cpuAtStart[k]])), startAt: this.startAt, endAt: this.endAt };
+  }
+}
+
 /** Runs one build, timing it from spawn to exit, and the payload between START and END if any. */
-function run(who: ContenderName, args: string[]): Promise<Run> {
+function run(who: ContenderName, args: string[], probes?: (client: number) => CpuProbes): Promise<Run> {
   const [cmd, argv, childEnv] = command(who, args);
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn(cmd, argv, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    let tail = Buffer.alloc(0);
-    let startAt: number | undefined;
-    let endAt: number | undefined;
-    let payload = 0;
+    const marks = new StreamMarks(probes?.(child.pid!));
     let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      const now = performance.now();
-      const window = Buffer.concat([tail, chunk]);
-      if (startAt === undefined) {
-        const i = window.indexOf(MARK_START);
-        if (i >= 0) {
-          startAt = now;
-          payload -= i + MARK_START.length - tail.length;
-        }
-      }
-      if (startAt !== undefined && endAt === undefined) {
-        payload += chunk.length;
-        const j = window.indexOf(MARK_END);
-        if (j >= 0) {
-          endAt = now;
-          payload -= window.length - j;
-        }
-      }
-      tail = window.subarray(Math.max(0, window.length - MARK_END.length));
-    });
+    child.stdout.on('data', (chunk: Buffer) => marks.feed(chunk));
     child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
     // BENCH_HEADERS=1: print each build's step headers, to see what dominates a row.
     if (process.env.BENCH_HEADERS) {
@@ -100,7 +145,7 @@ function run(who: ContenderName, args: string[]): Promise<Run> {
     child.on('close', (code) => {
       const ms = performance.now() - t0;
       if (code !== 0) process.stderr.write(`bench: ${who} exited ${code}: ${stderr}\n`);
-      resolve({ ms, code, streamMs: startAt !== undefined && endAt !== undefined ? endAt - startAt : undefined, payloadBytes: payload });
+      resolve({ ms, code, ...marks.result() });
     });
   });
 }
@@ -173,43 +218,86 @@ async function buildRows(): Promise<void> {
 async function streamRow(): Promise<void> {
   const lines = Math.round((STREAM_MB * 1_000_000) / 10);
   const repo = new GitRepo(`bench-stream-${process.pid}`);
+  // The output is made first, then sent: the row measures the path to the client, not seq.
+  const script = `seq -w 1 ${lines} > /tmp/out.txt\necho START\ncat /tmp/out.txt\necho END\n`;
   repo.commit({
     ...staticSite(),
-    // The output is made first, then sent: the row measures the path to the client, not seq.
-    'build.sh': { mode: 0o755, content: `#!/bin/sh\n#build_inside_docker_image=${env.busyboxImage}\nset -e\nmkdir -p public && echo x > public/index.html\nseq -w 1 ${lines} > /tmp/out.txt\necho START\ncat /tmp/out.txt\necho END\n` },
+    'build.sh': { mode: 0o755, content: `#!/bin/sh\n#build_inside_docker_image=${env.busyboxImage}\nset -e\nmkdir -p public && echo x > public/index.html\n${script}` },
   });
   const bigFile = path.join(os.tmpdir(), 'buildbot-bench-stream.txt');
   execFileSync('sh', ['-c', `seq -w 1 ${lines} > ${bigFile}`]);
   const bytes = Number(execFileSync('stat', ['-c', '%s', bigFile], { encoding: 'utf8' }));
-  const mbps: Record<string, number[]> = { baseline: [], 'ours-ssh': [], 'ours-local': [], openssh: [] };
-  let rssMin = Infinity;
-  let rssMax = 0;
+  type Who = ContenderName | 'openssh' | 'engine';
+  const mbps: Record<Who, number[]> = { baseline: [], 'ours-ssh': [], 'ours-local': [], openssh: [], engine: [] };
+  // CPU time per MB carried, of the whole machine (what bounds throughput once every core is
+  // busy) and, for ours over SSH, of the server and the ssh client: `${who} ${probe}`.
+  const cpuPerMb: Record<string, number[]> = {};
+  const record = (who: Who, r: Pick<Run, 'streamMs' | 'payloadBytes' | 'streamCpuMs'>) => {
+    if (!r.streamMs || !r.payloadBytes) return;
+    mbps[who].push(r.payloadBytes / 1e6 / (r.streamMs / 1000));
+    for (const [probe, ms] of Object.entries(r.streamCpuMs ?? {})) (cpuPerMb[`${who} ${probe}`] ??= []).push(ms / (r.payloadBytes / 1e6));
+  };
+  const rss: number[] = [];
+  const rssGrowth: number[] = [];
   // RUNS, not BIG_RUNS: throughput here varied by a fifth from run to run, and a run takes seconds.
   for (let i = 0; i < RUNS; i++) {
     for (const who of inTurn(i)) {
-      const sampler = who === 'ours-ssh' ? setInterval(() => {
-        const rss = rssOf(server.child.pid!);
-        rssMin = Math.min(rssMin, rss);
-        rssMax = Math.max(rssMax, rss);
-      }, 100) : undefined;
-      const r = await run(who, buildArgs({ service: `stream-${who}`, repo: repo.url, revision: 'main', image: image('stream', who), tags: [`${i}`] }));
+      const samples: Array<[number, number]> = [];
+      const sampler = who === 'ours-ssh' ? setInterval(() => samples.push([performance.now(), rssOf(server.child.pid!)]), 50) : undefined;
+      const probes = who === 'ours-ssh' ? (client: number) => ({ server: () => processCpuMs(server.child.pid!), client: () => processCpuMs(client) }) : undefined;
+      const r = await run(who, buildArgs({ service: `stream-${who}`, repo: repo.url, revision: 'main', image: image('stream', who), tags: [`${i}`] }), probes);
       clearInterval(sampler);
-      if (r.streamMs && r.payloadBytes) mbps[who].push(r.payloadBytes / 1e6 / (r.streamMs / 1000));
+      record(who, r);
+      const streaming = samples.filter(([t]) => r.startAt !== undefined && t >= r.startAt && t <= r.endAt!).map(([, v]) => v);
+      if (streaming.length) {
+        rss.push(...streaming);
+        rssGrowth.push(Math.max(...streaming) - Math.min(...streaming));
+      }
     }
     // The physical reference: plain OpenSSH carrying the same bytes.
+    const busy0 = machineBusyMs();
     const t0 = performance.now();
     execFileSync('sh', ['-c', `ssh ${sshBase.join(' ')} -p ${env.gitPort} root@127.0.0.1 cat ${bigFile} > /dev/null`]);
-    mbps.openssh.push(bytes / 1e6 / ((performance.now() - t0) / 1000));
+    record('openssh', { streamMs: performance.now() - t0, payloadBytes: bytes, streamCpuMs: { machine: machineBusyMs() - busy0 } });
+    record('engine', await engineAlone(script));
   }
-  const m = (k: string) => stats(mbps[k]);
   const fmt = (st: Stats) => `${st.median.toFixed(0)} MB/s (${st.min.toFixed(0)}–${st.max.toFixed(0)})`;
-  const [b, s, l, o] = ['baseline', 'ours-ssh', 'ours-local', 'openssh'].map(m);
+  const [b, s, l, o, e] = (['baseline', 'ours-ssh', 'ours-local', 'openssh', 'engine'] as const).map((k) => stats(mbps[k]));
   row([`4. ${(bytes / 1e6).toFixed(0)} MB of build.sh output (throughput; plain \`ssh cat\`: ${fmt(o)})`, fmt(b), fmt(s), fmt(l),
     `${(s.median / b.median).toFixed(2)} of baseline, ${(s.median / o.median).toFixed(2)} of ssh`, '≥ 0.9 and ≥ 0.8',
     s.median / b.median >= 0.9 && s.median / o.median >= 0.8 ? 'met' : 'missed']);
-  notes.push(`Row 4: server RSS while streaming stayed between ${(rssMin / 1048576).toFixed(0)} and ${(rssMax / 1048576).toFixed(0)} MB.`);
+  const cpu = (key: string) => (cpuPerMb[key] ? stats(cpuPerMb[key]).median.toFixed(1) : '?');
+  notes.push(`Row 4: server RSS while streaming: ${mb(Math.min(...rss))}–${mb(Math.max(...rss))} MB; how far it moved within each run, in order: ${rssGrowth.map(mb).join(', ')} MB.`);
+  notes.push(`Row 4, the engine alone: the same container's output read through the attach API by a client that only demultiplexes it: ${fmt(e)}.`);
+  notes.push(`Row 4, CPU per MB carried (medians): the whole machine (all processes and the kernel) spent ${cpu('engine machine')} ms for the engine alone, ${cpu('openssh machine')} ms for \`ssh cat\`, `
+    + `${cpu('baseline machine')} ms for the baseline, ${cpu('ours-local machine')} ms for ours local and ${cpu('ours-ssh machine')} ms for ours over SSH, `
+    + `of which our server ${cpu('ours-ssh server')} ms and the ssh client ${cpu('ours-ssh client')} ms.`);
   rmSync(bigFile, { force: true });
   repo.dispose();
+}
+
+const mb = (bytes: number) => (bytes / 1048576).toFixed(0);
+
+/** The row-4 script's output straight from the engine (hijacked attach, demultiplexed, discarded): what any client of the engine starts from. */
+async function engineAlone(script: string): Promise<ReturnType<StreamMarks['result']>> {
+  const container = await docker.createContainer({
+    Image: env.busyboxImage, Cmd: ['sh', '-c', script],
+    HostConfig: { NetworkMode: 'none', LogConfig: { Type: 'none', Config: {} } },
+  });
+  try {
+    const stream = await container.attach({ stream: true, stdout: true, stderr: true, hijack: true } as Docker.ContainerAttachOptions);
+    const marks = new StreamMarks();
+    marks.feed(Buffer.from('\n')); // START is the first line here, and is looked for after a newline
+    const sink = new Writable({ write: (chunk: Buffer, _enc, done) => (marks.feed(chunk), done()) });
+    const drained = demux(stream, sink, new Writable({ write: (_c, _e, done) => done() }));
+    await container.start();
+    await container.wait();
+    await drained;
+    (stream as unknown as { destroy(): void }).destroy();
+    return marks.result();
+  } finally {
+    await container.remove({ force: true });
+  }
 }
 
 function rssOf(pid: number): number {
