@@ -71,6 +71,11 @@ export const errors = {
       'ENODOCKERFILE',
       `there is no Dockerfile at the root of the repository at ${revision}; buildbot builds the image from ./Dockerfile, so add one`,
     ),
+  dockerfileRemovedByBuild: () =>
+    new BuildError(
+      'ENODOCKERFILE',
+      'build.sh removed the Dockerfile: the image is built from the Dockerfile in what build.sh leaves in /project; keep it there, or have build.sh write one',
+    ),
   buildScriptWithoutImage: () =>
     new BuildError(
       'ENOBUILDIMAGE',

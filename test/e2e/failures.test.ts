@@ -126,11 +126,11 @@ describe('buildbot.sh failures: the right exit code, a clear error, nothing push
     assert.equal(a.code, 1);
     assert.match(a.stderr, /^error: there is no Dockerfile at the root of the repository at [0-9a-f]{12}; .*add one/m);
 
-    // Gone after build.sh: the engine finds no Dockerfile in the context, and the error says the same.
+    // Gone after build.sh: the engine finds no Dockerfile in the context, and the error blames build.sh.
     const removed = repoWith('dfremoved', staticSite({ buildExtra: 'rm Dockerfile' }));
     const c = await runCli(buildArgs({ service: unique('dfrm'), repo: removed.url, revision: 'main', image: unique('dfrm') }), work());
     assert.equal(c.code, 1);
-    assert.match(c.stderr, /^error: there is no Dockerfile at the root of the repository at [0-9a-f]{12}; .*add one/m);
+    assert.match(c.stderr, /^error: build\.sh removed the Dockerfile: .*keep it there, or have build\.sh write one$/m);
 
     const noImageLine = repoWith('noimageline', { ...staticSite(), 'build.sh': '#!/bin/sh\necho hi\n' });
     const b = await runCli(buildArgs({ service: unique('noil'), repo: noImageLine.url, revision: 'main', image: unique('noil') }), work());

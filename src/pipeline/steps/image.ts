@@ -61,7 +61,10 @@ export const imageStep: Step = {
       });
     } catch (err) {
       if (!(err instanceof EngineStreamError)) throw err;
-      if (/failed to read dockerfile|cannot locate specified dockerfile/i.test(err.message)) throw errors.missingDockerfile(ctx.commit!.slice(0, 12));
+      if (/failed to read dockerfile|cannot locate specified dockerfile/i.test(err.message)) {
+        // The metadata step saw a Dockerfile in the checkout: only build.sh can have taken it away.
+        throw ctx.builder ? errors.dockerfileRemovedByBuild() : errors.missingDockerfile(ctx.commit!.slice(0, 12));
+      }
       throw errors.imageBuild(err.message);
     } finally {
       progress.flush();
