@@ -5,10 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
-  echo "test: installing npm dependencies" >&2
-  npm ci --no-audit --no-fund >&2
-fi
+bash test/env/npm-deps.sh
 npm run --silent build
 
 export BUILDBOT_TEST_DIR=${BUILDBOT_TEST_DIR:-$(mktemp -d /tmp/buildbot-test.XXXXXX)}

@@ -18,7 +18,7 @@ import { suiteRepos } from '../helpers/fixtures.js';
 import { ssh } from '../helpers/server.js';
 
 const IMAGE = 'buildbot-test/server:latest';
-const BASE = 'buildbot-test/node-base:latest';
+const BASE = 'buildbot-test/node-base:2';
 
 const freePort = () => new Promise<number>((resolve) => {
   const s = net.createServer().listen(0, '127.0.0.1', () => {
@@ -93,6 +93,7 @@ describe('the server\'s Docker image', () => {
     await container!.stop({ t: 35 });
     assert.equal((await container!.inspect()).State.ExitCode, 0);
     const logs = (await container!.logs({ stdout: true, stderr: true })).toString();
+    assert.match(logs, / listening addr=\S+ .*ssh-crypto=native$/m, 'the image compiles ssh2\'s native addon');
     assert.match(logs, / signal signal=SIGTERM/);
     assert.match(logs, / stopped/);
   });

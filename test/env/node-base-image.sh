@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Makes buildbot-test/node-base:latest, the base the server's image is built on in the tests:
+# Makes buildbot-test/node-base:2, the base the server's image is built on in the tests:
 # no public image can be pulled here, so it is a debootstrap'ed Debian with git, ssh and hg,
-# and this machine's Node.js and npm copied in. The rootfs tarball is cached between runs.
+# and this machine's Node.js, its headers (as the official node images ship them, for native
+# addons) and npm copied in. The rootfs tarball is cached between runs.
 # Prints the reason and exits 3 when it cannot be made on this machine.
 set -euo pipefail
-image=buildbot-test/node-base:latest
-cache=${BUILDBOT_IMAGE_CACHE:-/var/cache/buildbot-test}/bookworm-node.tar
+image=buildbot-test/node-base:2
+cache=${BUILDBOT_IMAGE_CACHE:-/var/cache/buildbot-test}/bookworm-node-2.tar
 if docker image inspect "$image" >/dev/null 2>&1; then exit 0; fi
 if [[ ! -s $cache ]]; then
   if [[ $(id -u) -ne 0 ]]; then echo "debootstrap needs root" >&2; exit 3; fi
@@ -19,6 +20,9 @@ if [[ ! -s $cache ]]; then
   # Trust what this machine trusts: its package registries may sit behind a proxy with its own CA.
   cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
   cp "$node_bin" "$rootfs/usr/bin/node"
+  headers=$(dirname "$(dirname "$node_bin")")/include/node
+  [[ -f $headers/node.h ]] || { echo "no Node.js headers at $headers to build native addons against" >&2; exit 3; }
+  mkdir -p "$rootfs/usr/include" && cp -a "$headers" "$rootfs/usr/include/node"
   mkdir -p "$rootfs/usr/lib/node_modules"
   cp -a "$npm_dir" "$rootfs/usr/lib/node_modules/npm"
   ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$rootfs/usr/bin/npm"
