@@ -11,7 +11,8 @@ export interface Redactor {
   redactBytes(bytes: Buffer): Buffer;
   /**
    * How many trailing bytes could be the start of a secret and must be held back until more
-   * arrives, so a secret split across two chunks is still caught.
+   * arrives, so a secret split across two chunks is still caught; with any whole secret that
+   * such a tail would cut in two.
    */
   unsafeTailLength(bytes: Buffer): number;
 }
@@ -62,6 +63,19 @@ export function createRedactor(secrets: Iterable<string>): Redactor {
           }
           at = bytes.indexOf(secret[0], at + 1);
         }
+      }
+      // A whole secret that the cut would split (its end overlapping another's beginning) is
+      // held too, or its first part would leave unredacted.
+      for (let cut = bytes.length - longest, moved = longest > 0; moved;) {
+        moved = false;
+        for (const secret of asBytes) {
+          const at = bytes.indexOf(secret, Math.max(0, cut - secret.length + 1));
+          if (at >= 0 && at < cut) {
+            cut = at;
+            moved = true;
+          }
+        }
+        longest = bytes.length - cut;
       }
       return longest;
     },

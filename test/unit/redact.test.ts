@@ -38,6 +38,16 @@ describe('redaction', () => {
     assert.equal(createRedactor([]).unsafeTailLength(Buffer.from('abc')), 0);
   });
 
+  it('never splits a whole secret whose end begins another', async () => {
+    const target = collect();
+    const out = new RedactingStream(target.stream, createRedactor(['cdef', 'efgh']));
+    out.write('abcdef'); // "ef" could begin efgh, but cutting there would send "cd" of cdef
+    await sleep(0);
+    out.write('xx\n');
+    await new Promise<void>((resolve) => out.end(resolve));
+    assert.equal(target.text(), 'ab***xx\n');
+  });
+
   it('passes a partial line on at once and catches a secret split across chunks', async () => {
     const target = collect();
     const out = new RedactingStream(target.stream, createRedactor(['s3cr3t-token']));
