@@ -3,6 +3,9 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import lockfile from 'proper-lockfile';
 
+/** What a build that waits for another build of its service prints. */
+export const serviceBusyMessage = (serviceId: string) => `another build of service ${serviceId} is running; waiting for it to finish`;
+
 /**
  * One build of a service at a time: the clone cache is shared. A lock file (not an
  * in-memory queue) so a `buildbot.sh` run beside the server waits too. The holder

@@ -142,6 +142,25 @@ describe('the SSH server, driven by the OpenSSH client', () => {
     assert.match(second.stdout, /another build of service .* is running; waiting for it to finish/);
   });
 
+  it('lets a build wait for its service without holding a build slot', async () => {
+    // --max-builds is 2 here: A runs, a second build of A waits for it, and B still starts at once.
+    const slow = repoWith('ssh-slot-a', staticSite({ buildExtra: 'echo "slot build running"; sleep 3' }));
+    const a = unique('ssh-slot-a');
+    const first = startSsh(server, remote(buildArgs({ service: a, repo: slow.url, revision: 'main', image: a, tags: ['1'] })));
+    await first.waitFor(/slot build running/);
+    const second = startSsh(server, remote(buildArgs({ service: a, repo: slow.url, revision: 'main', image: a, tags: ['2'] })));
+    await second.waitFor(/another build of service .* is running; waiting for it to finish/);
+    const other = repoWith('ssh-slot-b', staticSite());
+    const b = unique('ssh-slot-b');
+    const third = await ssh(server, remote(buildArgs({ service: b, repo: other.url, revision: 'main', image: b })));
+    assert.equal(third.code, 0, third.stderr);
+    assert.doesNotMatch(third.stdout, /queued:/, 'a slot was free: the waiting build does not hold one');
+    const [r1, r2] = await Promise.all([first.done, second.done]);
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.deepEqual(await registryTags(a), ['1', '2']);
+  });
+
   it('serves 20 connections at once', async () => {
     const results = await Promise.all(Array.from({ length: 20 }, () => ssh(server, ['buildbot.sh', '--help'])));
     assert.deepEqual(results.map((r) => r.code), Array(20).fill(0));

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { errors } from '../../errors.js';
-import { acquireServiceLock } from '../lock.js';
+import { acquireServiceLock, serviceBusyMessage } from '../lock.js';
 import { classifyVcsFailure, hostOf } from '../../vcs/classify.js';
 import { gitRepository } from '../../vcs/git.js';
 import { hgRepository } from '../../vcs/hg.js';
@@ -18,7 +18,7 @@ export const checkoutStep: Step = {
     const { request, config, out } = ctx;
     const release = await acquireServiceLock(
       config.workDir, request.serviceId, ctx.signal,
-      () => out.line(`another build of service ${request.serviceId} is running; waiting for it to finish`),
+      () => out.line(serviceBusyMessage(request.serviceId)),
       (err) => ctx.log('lock-compromised', { service: request.serviceId, error: err.message }),
     );
     ctx.cleanups.push(release);

@@ -2,6 +2,7 @@ import { EXIT_CANCELLED } from '../../errors.js';
 import { UserOutput } from '../../io/output.js';
 import { createRedactor } from '../../io/redact.js';
 import { runBuild } from '../../pipeline/run-build.js';
+import { serviceBusyMessage } from '../../pipeline/lock.js';
 import { requestOrExit } from '../../request/parse.js';
 import type { Command } from './types.js';
 
@@ -15,8 +16,11 @@ export const buildCommand: Command = {
     const out = new UserOutput(io, createRedactor(request.secrets));
     let release: () => void;
     try {
-      release = await services.queue.acquire(signal, (place) =>
-        out.line(`queued: ${place} in line; ${services.config.maxBuilds} build${services.config.maxBuilds === 1 ? '' : 's'} run at once`));
+      release = await services.queue.acquire(
+        request.serviceId, signal,
+        (place) => out.line(`queued: ${place} in line; ${services.config.maxBuilds} build${services.config.maxBuilds === 1 ? '' : 's'} run at once`),
+        () => out.line(serviceBusyMessage(request.serviceId)),
+      );
     } catch {
       return EXIT_CANCELLED;
     } finally {
