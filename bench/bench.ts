@@ -9,11 +9,10 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import type Docker from 'dockerode';
 import ssh2 from 'ssh2';
 import { quote } from 'shell-quote';
 import { buildArgs } from '../test/helpers/build.js';
-import { demux } from '../src/docker/containers.js';
+import { runAttached } from '../src/docker/containers.js';
 import { ROOT } from '../test/helpers/cli.js';
 import { docker } from '../test/helpers/docker.js';
 import { keyPath, testEnv } from '../test/helpers/env.js';
@@ -312,15 +311,11 @@ async function engineAlone(script: string): Promise<ReturnType<StreamMarks['resu
     HostConfig: { NetworkMode: 'none', LogConfig: { Type: 'none', Config: {} } },
   });
   try {
-    const stream = await container.attach({ stream: true, stdout: true, stderr: true, hijack: true } as Docker.ContainerAttachOptions);
     const marks = new StreamMarks();
     marks.feed(Buffer.from('\n')); // START is the first line here, and is looked for after a newline
     const sink = new Writable({ write: (chunk: Buffer, _enc, done) => (marks.feed(chunk), done()) });
-    const drained = demux(stream, sink, new Writable({ write: (_c, _e, done) => done() }));
-    await container.start();
-    await container.wait();
-    await drained;
-    (stream as unknown as { destroy(): void }).destroy();
+    // The server's own attach path (hijacked, demultiplexed), minus everything after it.
+    await runAttached(container, sink, new Writable({ write: (_c, _e, done) => done() }), new AbortController().signal);
     return marks.result();
   } finally {
     await container.remove({ force: true });
