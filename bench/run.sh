@@ -3,9 +3,5 @@
 # Rows: BENCH_ROWS=1,4 (1 covers rows 1-3); runs: BENCH_RUNS (5, rows 1-4), BENCH_BIG_RUNS (3, rows 5-6); BENCH_STREAM_MB (200).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash test/env/npm-deps.sh
-npm run --silent build
-export BUILDBOT_TEST_DIR=${BUILDBOT_TEST_DIR:-$(mktemp -d /tmp/buildbot-bench.XXXXXX)}
-trap 'bash test/env/down.sh' EXIT
-bash test/env/up.sh
+source test/env/start.sh
 node dist/bench/bench.js

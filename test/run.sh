@@ -4,13 +4,7 @@
 # unit and end-to-end tests, and tears it all down again, whatever the outcome.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-bash test/env/npm-deps.sh
-npm run --silent build
-
-export BUILDBOT_TEST_DIR=${BUILDBOT_TEST_DIR:-$(mktemp -d /tmp/buildbot-test.XXXXXX)}
-trap 'bash test/env/down.sh' EXIT
-bash test/env/up.sh
+source test/env/start.sh
 
 # Unit tests first (fast, no environment needed), then the end-to-end files one at a time:
 # they share one engine and assert on which containers exist.

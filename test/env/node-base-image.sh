@@ -21,7 +21,7 @@ if [[ ! -s $cache ]]; then
   cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
   cp "$node_bin" "$rootfs/usr/bin/node"
   headers=$(dirname "$(dirname "$node_bin")")/include/node
-  [[ -f $headers/node.h ]] || { echo "no Node.js headers at $headers to build native addons against" >&2; exit 3; }
+  [[ -f $headers/node.h ]] || { echo "no Node.js headers at $headers to build native addons against; install a Node.js that ships them (Debian's nodejs package puts them in /usr/include/node)" >&2; exit 3; }
   mkdir -p "$rootfs/usr/include" && cp -a "$headers" "$rootfs/usr/include/node"
   mkdir -p "$rootfs/usr/lib/node_modules"
   cp -a "$npm_dir" "$rootfs/usr/lib/node_modules/npm"

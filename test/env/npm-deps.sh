@@ -14,7 +14,7 @@ if ((${#missing[@]})); then
     apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
   else
-    echo "npm-deps: ${missing[*]} missing: ssh2's native addon will not be built (the server then streams at a higher CPU cost)" >&2
+    echo "npm-deps: ${missing[*]} missing: ssh2's native addon will not be built (the server then streams at a higher CPU cost); install them (Debian: apt-get install python3 make g++) and remove node_modules to build it" >&2
   fi
 fi
 prefix=$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")
