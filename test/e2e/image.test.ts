@@ -11,7 +11,7 @@ import { followStream } from '../../src/docker/engine.js';
 import { buildArgs, unique } from '../helpers/build.js';
 import { ROOT } from '../helpers/cli.js';
 import { docker } from '../helpers/docker.js';
-import { keyBase64, keyPath, loginCmd, testEnv } from '../helpers/env.js';
+import { engineSocket, keyBase64, keyPath, loginCmd, testEnv } from '../helpers/env.js';
 import { registryTags } from '../helpers/registry.js';
 import { staticSite } from '../helpers/repos.js';
 import { suiteRepos } from '../helpers/fixtures.js';
@@ -52,7 +52,7 @@ describe('the server\'s Docker image', () => {
       Labels: { 'buildbot.test': '1' },
       Env: [`BUILDBOT_LISTEN=127.0.0.1:${port}`, `SSH_PUBKEY_IN_INITIATE_BUILDS=${readFileSync(keyPath('client_ed25519.pub'), 'utf8').trim()}`],
       // Host networking: the test registry and git host listen on this machine's loopback.
-      HostConfig: { NetworkMode: 'host', Binds: ['/var/run/docker.sock:/var/run/docker.sock'] },
+      HostConfig: { NetworkMode: 'host', Binds: [`${engineSocket()}:/var/run/docker.sock`] },
     });
     await container.start();
     for (let i = 0; i < 50; i++) {

@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { engineEnv } from './env.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const BUILDBOT_SH = path.join(ROOT, 'bin', 'buildbot.sh');
@@ -76,6 +77,6 @@ export const newWorkDir = () => mkdtempSync(path.join(os.tmpdir(), 'buildbot-wor
 
 /** Runs the real bin/buildbot.sh as a user would, with a clean environment plus `env`. */
 export const startCli = (args: string[], workDir: string, env: Record<string, string> = {}): Running =>
-  spawnRunning(BUILDBOT_SH, args, { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', BUILDBOT_WORK_DIR: workDir, ...env } });
+  spawnRunning(BUILDBOT_SH, args, { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', BUILDBOT_WORK_DIR: workDir, ...engineEnv(), ...env } });
 
 export const runCli = (args: string[], workDir: string, env: Record<string, string> = {}) => startCli(args, workDir, env).done;

@@ -29,3 +29,12 @@ export const keyPath = (name: string) => path.join(testEnv().keysDir, name);
 export const keyBase64 = (name = 'deploy_ed25519') => readFileSync(keyPath(name)).toString('base64');
 export const loginCmd = (password = testEnv().registryPassword) =>
   `docker login -u ${testEnv().registryUser} -p '${password}' ${testEnv().registry}`;
+
+/**
+ * The engine the tests use, for the product processes they start (which get a clean
+ * environment): DOCKER_HOST when the tests run against another engine than the default one.
+ */
+export const engineEnv = (): Record<string, string> => (process.env.DOCKER_HOST ? { DOCKER_HOST: process.env.DOCKER_HOST } : {});
+
+/** The engine's socket on this machine, to hand to a container. */
+export const engineSocket = () => (process.env.DOCKER_HOST?.startsWith('unix://') ? process.env.DOCKER_HOST.slice('unix://'.length) : '/var/run/docker.sock');

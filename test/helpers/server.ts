@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GrowingText, ROOT, spawnRunning, type Running } from './cli.js';
-import { keyPath } from './env.js';
+import { engineEnv, keyPath } from './env.js';
 
 export const BUILDBOT_SERVER = path.join(ROOT, 'bin', 'buildbot-server');
 
@@ -23,7 +23,7 @@ export interface ServerProcess {
 export async function startServer(opts: { workDir?: string; args?: string[]; env?: Record<string, string> } = {}): Promise<ServerProcess> {
   const workDir = opts.workDir ?? mkdtempSync(path.join(os.tmpdir(), 'buildbot-server-'));
   const child = spawn(BUILDBOT_SERVER, ['--listen', '127.0.0.1:0', '--work-dir', workDir, '--authorized-key', `@${keyPath('client_ed25519.pub')}`, ...(opts.args ?? [])], {
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...opts.env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...engineEnv(), ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const log = new GrowingText();
