@@ -29,9 +29,11 @@ const FLAGS = {
   'max-builds': { type: 'string', describe: 'builds running at once; more wait in line (env BUILDBOT_MAX_BUILDS)' },
   'shutdown-grace': { type: 'string', describe: 'seconds running builds get to finish on SIGTERM (env BUILDBOT_SHUTDOWN_GRACE)' },
   'login-grace-time': { type: 'string', describe: 'seconds a connection has to authenticate (env BUILDBOT_LOGIN_GRACE_TIME)' },
+  'keepalive-interval': { type: 'string', describe: 'seconds between keepalive probes of a silent client (env BUILDBOT_KEEPALIVE_INTERVAL)' },
+  'keepalive-count': { type: 'string', describe: 'unanswered probes after which the client counts as gone and its build is cancelled (env BUILDBOT_KEEPALIVE_COUNT)' },
 } as const;
 
-export const SERVER_DEFAULTS = { listen: '127.0.0.1:2222', maxBuilds: 4, shutdownGraceSeconds: 30, loginGraceSeconds: 20 };
+export const SERVER_DEFAULTS = { listen: '127.0.0.1:2222', maxBuilds: 4, shutdownGraceSeconds: 30, loginGraceSeconds: 20, keepaliveIntervalSeconds: 15, keepaliveCount: 3 };
 
 export type ServerArgs = { kind: 'help'; text: string } | { kind: 'serve'; config: ServerConfig };
 
@@ -92,8 +94,10 @@ export async function parseServerArgs(argv: readonly string[], env: Env): Promis
       maxUnauthenticated: 128,
       maxUnauthenticatedPerAddress: 32,
       authTimeoutMs: 1000 * positiveInteger(pick('login-grace-time', 'BUILDBOT_LOGIN_GRACE_TIME') ?? String(SERVER_DEFAULTS.loginGraceSeconds), '--login-grace-time'),
-      keepaliveIntervalMs: 15_000,
-      keepaliveCountMax: 3,
+      // A client that vanished without a FIN (a killed CI VM, a cut network) is noticed after
+      // interval x count seconds; its build is then cancelled (see server.ts).
+      keepaliveIntervalMs: 1000 * positiveInteger(pick('keepalive-interval', 'BUILDBOT_KEEPALIVE_INTERVAL') ?? String(SERVER_DEFAULTS.keepaliveIntervalSeconds), '--keepalive-interval'),
+      keepaliveCountMax: positiveInteger(pick('keepalive-count', 'BUILDBOT_KEEPALIVE_COUNT') ?? String(SERVER_DEFAULTS.keepaliveCount), '--keepalive-count'),
     },
   };
 }

@@ -48,6 +48,8 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
 
   const jobs = new Set<Job>();
   const clients = new Set<Connection>();
+  /** The TCP socket under each connection, by peer address: ssh2 does not hand it out. */
+  const sockets = new Map<string, net.Socket>();
   const admission = new Admission(config, log);
   let stopping = false;
 
@@ -58,8 +60,15 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
     },
     (client, info) => {
       const addr = `${info.ip}:${info.port}`;
-      // An unhandled error from a malformed packet would crash the whole server.
-      client.on('error', (err) => log('connection-error', { addr, error: err.message }));
+      // An unhandled error from a malformed packet would crash the whole server. After any error
+      // (a keepalive timeout above all) the socket is destroyed: ssh2 only tries a polite end, which
+      // never completes against a peer that stopped reading, so the channel stayed open and the
+      // build ran on (to completion and push) until TCP itself gave up. Destroying it closes the
+      // channel at once, and that cancels the build.
+      client.on('error', (err) => {
+        log('connection-error', { addr, error: err.message });
+        sockets.get(addr)?.destroy();
+      });
       log('connection', { addr, client: info.header.identRaw });
       clients.add(client);
 
@@ -175,7 +184,11 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
   }
 
   const tcp = net.createServer((socket) => {
-    if (admission.admit(socket, stopping)) server.injectSocket(socket);
+    if (!admission.admit(socket, stopping)) return;
+    const addr = `${socket.remoteAddress}:${socket.remotePort}`;
+    sockets.set(addr, socket);
+    socket.once('close', () => sockets.delete(addr));
+    server.injectSocket(socket);
   });
   await new Promise<void>((resolve, reject) => {
     tcp.once('error', reject);
