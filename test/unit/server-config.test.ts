@@ -1,0 +1,32 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import ssh2 from 'ssh2';
+import { parseServerArgs } from '../../src/server/config.js';
+
+const key = ssh2.utils.generateKeyPairSync('ed25519').public;
+
+async function serve(argv: string[], env: Record<string, string> = {}) {
+  const parsed = await parseServerArgs(['--authorized-key', key, ...argv], env);
+  assert.equal(parsed.kind, 'serve');
+  return parsed.config;
+}
+
+describe('server keepalive settings', () => {
+  it('default to a probe every 15 s, given up after 3', async () => {
+    const config = await serve([]);
+    assert.equal(config.keepaliveIntervalMs, 15_000);
+    assert.equal(config.keepaliveCountMax, 3);
+  });
+
+  it('come from the environment, and a flag wins over its variable', async () => {
+    const env = { BUILDBOT_KEEPALIVE_INTERVAL: '5', BUILDBOT_KEEPALIVE_COUNT: '4' };
+    assert.deepEqual([(await serve([], env)).keepaliveIntervalMs, (await serve([], env)).keepaliveCountMax], [5000, 4]);
+    const flagged = await serve(['--keepalive-interval', '2', '--keepalive-count', '1'], env);
+    assert.deepEqual([flagged.keepaliveIntervalMs, flagged.keepaliveCountMax], [2000, 1]);
+  });
+
+  it('refuse what is not a positive whole number, naming the flag', async () => {
+    await assert.rejects(serve(['--keepalive-interval', '0']), /--keepalive-interval "0" is not a positive whole number/);
+    await assert.rejects(serve([], { BUILDBOT_KEEPALIVE_COUNT: '2.5' }), /--keepalive-count "2.5" is not a positive whole number/);
+  });
+});
