@@ -76,6 +76,16 @@ export const errors = {
       'ENODOCKERFILE',
       'build.sh removed the Dockerfile: the image is built from the Dockerfile in what build.sh leaves in /project; keep it there, or have build.sh write one',
     ),
+  repoFile: (name: string, kind: string) =>
+    new BuildError(
+      'EREPOFILE',
+      `${name} in the repository is ${kind}; buildbot reads and writes only regular files for Dockerfile, build.sh, .dockerignore and VERSION (never through a link, which could point at a file of the build server), so commit ${name} as a regular file or remove it`,
+    ),
+  repoFileTooLarge: (name: string, maxBytes: number) =>
+    new BuildError(
+      'EREPOFILE',
+      `${name} in the repository is larger than ${maxBytes / 1024} KiB, the most buildbot reads of it; make it smaller`,
+    ),
   buildScriptWithoutImage: () =>
     new BuildError(
       'ENOBUILDIMAGE',

@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { keyPath, testEnv } from './env.js';
 
-export type Files = Record<string, string | { content: string | Buffer; mode: number }>;
+/** Files of a commit: text, content with a mode, or a symbolic link to `symlink`. */
+export type Files = Record<string, string | { content: string | Buffer; mode: number } | { symlink: string }>;
 
 const sshCommand = () =>
   `ssh -i ${keyPath('deploy_ed25519')} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR`;
@@ -13,6 +14,11 @@ function writeFiles(dir: string, files: Files): void {
   for (const [name, spec] of Object.entries(files)) {
     const file = path.join(dir, name);
     mkdirSync(path.dirname(file), { recursive: true });
+    rmSync(file, { force: true });
+    if (typeof spec === 'object' && 'symlink' in spec) {
+      symlinkSync(spec.symlink, file);
+      continue;
+    }
     const { content, mode } = typeof spec === 'string' ? { content: spec, mode: 0o644 } : spec;
     writeFileSync(file, content);
     chmodSync(file, mode);

@@ -1,7 +1,6 @@
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { errors } from '../../errors.js';
 import { createContextFilter } from '../../context/filter.js';
+import { readRepoFile } from '../../context/repo-file.js';
 import { packDirectory, readSingleFile, repackArchive } from '../../context/tar.js';
 import { BUILDKIT_TRACE, BuildProgress, decodeStatus } from '../../docker/buildkit.js';
 import { EngineStreamError, followStream, statusOf } from '../../docker/engine.js';
@@ -75,7 +74,7 @@ export const imageStep: Step = {
 
 /** The .dockerignore of the build context (what build.sh left in /project, or the checkout), if any. */
 async function dockerignoreOf(ctx: BuildContext): Promise<string | undefined> {
-  if (!ctx.builder) return readFile(path.join(ctx.checkoutDir!, '.dockerignore'), 'utf8').catch(() => undefined);
+  if (!ctx.builder) return readRepoFile(ctx.checkoutDir!, '.dockerignore');
   return ctx.builder
     .getArchive({ path: '/project/.dockerignore' })
     .then((tar) => readSingleFile(tar))

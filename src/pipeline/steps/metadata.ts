@@ -1,12 +1,10 @@
-import { readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
+import { readRepoFile, writeRepoFile } from '../../context/repo-file.js';
 import { errors, isBuildError } from '../../errors.js';
 import { shellSplit } from '../../request/shell-split.js';
 import type { Step } from '../context.js';
 
-const BUILDER_LINE = /^#\s*build_inside_docker_image\s*=\s*(\S+)\s*$/m;
-const TEST_LINE = /^#\s*test_in_container_entrypoint\s*=(.*)$/m;
-const FROM_LINE = /^\s*FROM\s+(?:--\S+\s+)*(\S+)/gim;
+/** The longest #test_in_container_entrypoint line read; a command line longer than this is no command line. */
+export const TEST_LINE_MAX = 64 * 1024;
 
 /** Reads what the repository says about its own build, and writes VERSION for it. */
 export const metadataStep: Step = {
@@ -15,26 +13,90 @@ export const metadataStep: Step = {
   async run(ctx) {
     const dir = ctx.checkoutDir!;
     const version = ctx.request.tags[0];
-    await writeFile(path.join(dir, 'VERSION'), `${version}\n`);
+    // Never through a link: `VERSION -> ../ssh_host_ed25519_key` would overwrite the server's host key.
+    await writeRepoFile(dir, 'VERSION', `${version}\n`);
 
-    const dockerfile = await readFile(path.join(dir, 'Dockerfile'), 'utf8').catch(() => undefined);
+    const dockerfile = await readRepoFile(dir, 'Dockerfile');
     if (dockerfile === undefined) throw errors.missingDockerfile(ctx.commit!.slice(0, 12));
-    const buildScript = await readFile(path.join(dir, 'build.sh'), 'utf8').catch(() => undefined);
-    const builderImage = buildScript === undefined ? undefined : BUILDER_LINE.exec(buildScript)?.[1];
+    const buildScript = await readRepoFile(dir, 'build.sh');
+    const builderImage = buildScript === undefined ? undefined : builderImageOf(buildScript);
     if (buildScript !== undefined && !builderImage) throw errors.buildScriptWithoutImage();
 
-    const testLine = TEST_LINE.exec(dockerfile)?.[1].trim();
+    const { testLine, imageFrom } = scanDockerfile(dockerfile);
     let testEntrypoint: string[] | undefined;
     if (testLine !== undefined) {
+      if (testLine.length > TEST_LINE_MAX) throw errors.badTestEntrypoint(`it is longer than ${TEST_LINE_MAX / 1024} KiB`);
       try {
-        testEntrypoint = shellSplit(testLine, '#test_in_container_entrypoint');
+        testEntrypoint = shellSplit(testLine.trim(), '#test_in_container_entrypoint');
       } catch (err) {
         throw isBuildError(err) ? errors.badTestEntrypoint(err.message) : err;
       }
       if (testEntrypoint.length === 0) throw errors.badTestEntrypoint('it names no command');
     }
-    const imageFrom = [...dockerfile.matchAll(FROM_LINE)].at(-1)?.[1];
     ctx.metadata = { version, builderImage, testEntrypoint, imageFrom };
     ctx.out.line(`VERSION ${version}; ${builderImage ? `build.sh runs in ${builderImage}` : 'no build.sh'}; ${testEntrypoint ? 'in-image test' : 'no in-image test'}`);
   },
 };
+
+/*
+ * The files are scanned line by line with plain string operations, each line once: a
+ * multiline regular expression such as /^\s*FROM/m costs time quadratic in the number of
+ * blank lines (two million of them stalled the server), and repository content decides
+ * that number. With files capped at REPO_FILE_MAX_BYTES the whole scan is linear and small.
+ */
+
+function* linesOf(text: string): Generator<string> {
+  for (let start = 0; start <= text.length;) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = text.length;
+    yield text.slice(start, end);
+    start = end + 1;
+  }
+}
+
+const isSpace = (ch: string | undefined) => ch !== undefined && ch !== '' && ch.trim() === '';
+
+function skipSpace(line: string, at: number): number {
+  while (isSpace(line[at])) at++;
+  return at;
+}
+
+/** The value of a `#key=value` line (spaces allowed around `#`'s key and `=`), or undefined. */
+function directive(line: string, key: string): string | undefined {
+  if (line[0] !== '#') return undefined;
+  let at = skipSpace(line, 1);
+  if (!line.startsWith(key, at)) return undefined;
+  at = skipSpace(line, at + key.length);
+  return line[at] === '=' ? line.slice(at + 1) : undefined;
+}
+
+/** The image of build.sh's first `#build_inside_docker_image=IMAGE` line (one word), if any. */
+export function builderImageOf(buildScript: string): string | undefined {
+  for (const line of linesOf(buildScript)) {
+    const value = directive(line, 'build_inside_docker_image')?.trim();
+    if (value && !/\s/.test(value)) return value;
+  }
+  return undefined;
+}
+
+/** The Dockerfile's first #test_in_container_entrypoint value and the image of its last FROM line. */
+export function scanDockerfile(dockerfile: string): { testLine?: string; imageFrom?: string } {
+  let testLine: string | undefined;
+  let imageFrom: string | undefined;
+  for (const line of linesOf(dockerfile)) {
+    if (testLine === undefined) testLine = directive(line, 'test_in_container_entrypoint');
+    const from = fromImage(line);
+    if (from !== undefined) imageFrom = from;
+  }
+  return { testLine, imageFrom };
+}
+
+/** `FROM [--flag=…]… IMAGE [AS name]` -> IMAGE (instruction case-insensitive, as docker reads it). */
+function fromImage(line: string): string | undefined {
+  const at = skipSpace(line, 0);
+  if (line.slice(at, at + 4).toUpperCase() !== 'FROM' || !isSpace(line[at + 4])) return undefined;
+  for (const word of line.slice(at + 5).split(/\s+/)) {
+    if (word && !word.startsWith('--')) return word;
+  }
+  return undefined;
+}

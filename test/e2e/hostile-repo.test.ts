@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { quote } from 'shell-quote';
+import { assertNoSecrets, buildArgs, unique } from '../helpers/build.js';
+import type { RunResult } from '../helpers/cli.js';
+import { buildContainers } from '../helpers/docker.js';
+import { suiteRepos } from '../helpers/fixtures.js';
+import { registryTags } from '../helpers/registry.js';
+import { removeAll, staticSite, type Files } from '../helpers/repos.js';
+import { ssh, startServer, startSsh, type ServerProcess } from '../helpers/server.js';
+import { testEnv } from '../helpers/env.js';
+
+/*
+ * A repository's author controls every byte of the checkout and everything build.sh does.
+ * Each test here is one attack, made by the test as a real repository on the git host and
+ * built through the real server: the host's files stay as they were, the build ends with a
+ * clear error, and the server answers another client while the hostile build runs.
+ */
+
+const remote = (args: string[]) => [quote(['buildbot.sh', ...args])];
+
+/** The smallest repository that builds without build.sh, plus `files`. */
+const plainRepo = (files: Files = {}): Files => ({ Dockerfile: `FROM ${testEnv().busyboxImage}\nCOPY . /src\n`, ...files });
+
+describe('hostile repositories: the host stays untouched, the server stays responsive', () => {
+  let server: ServerProcess;
+  const repoWith = suiteRepos();
+  let idleHelpMs = 0;
+
+  before(async () => {
+    server = await startServer();
+    // What --help costs here when nothing else runs (an SSH handshake on a loaded test machine).
+    const times: number[] = [];
+    for (let i = 0; i < 3; i++) times.push((await timedHelp()).ms);
+    idleHelpMs = Math.max(...times);
+  });
+  after(async () => {
+    await server.stop();
+    removeAll(server.workDir);
+  });
+
+  async function timedHelp(): Promise<{ ms: number; code: number | null }> {
+    const started = process.hrtime.bigint();
+    const res = await ssh(server, ['buildbot.sh', '--help']);
+    return { ms: Number(process.hrtime.bigint() - started) / 1e6, code: res.code };
+  }
+
+  /**
+   * Runs a build of `files` while another client asks for --help over and over. Every
+   * answer must come within a second of what --help costs on an idle server: a server whose
+   * one thread is busy with repository content answers nobody.
+   */
+  async function hostileBuild(name: string, files: Files, opts: { service?: string } = {}): Promise<RunResult> {
+    const repo = repoWith(name, files);
+    const image = unique(name);
+    const build = startSsh(server, remote(buildArgs({ service: opts.service ?? image, repo: repo.url, revision: 'main', image })));
+    let finished = false;
+    void build.done.then(() => (finished = true));
+    const answers: number[] = [];
+    do {
+      const help = await timedHelp();
+      assert.equal(help.code, 0, 'another client got its --help while the hostile build ran');
+      answers.push(help.ms);
+    } while (!finished);
+    const res = await build.done;
+    assert.ok(Math.max(...answers) < idleHelpMs + 1000, `--help took ${answers.map((ms) => ms.toFixed(0)).join(', ')} ms during the build, ${idleHelpMs.toFixed(0)} ms idle`);
+    assert.deepEqual(await registryTags(image), [], 'nothing was pushed');
+    assert.deepEqual(await buildContainers(), [], 'no container was left behind');
+    assertNoSecrets(res.stdout, res.stderr, server.log());
+    return res;
+  }
+
+  it('VERSION -> /tmp/canary: the canary keeps its content, the build is refused with EREPOFILE', async () => {
+    const canary = `/tmp/canary-${unique('v')}`;
+    writeFileSync(canary, 'canary\n');
+    try {
+      const res = await hostileBuild('version-canary', plainRepo({ VERSION: { symlink: canary } }));
+      assert.equal(res.code, 1);
+      assert.match(res.stderr, /^error: VERSION in the repository is a symbolic link; buildbot reads and writes only regular files/m);
+      assert.equal(readFileSync(canary, 'utf8'), 'canary\n');
+    } finally {
+      rmSync(canary, { force: true });
+    }
+  });
+
+  it('VERSION -> the server\'s host key (absolute and relative): the key is unchanged and the server still starts', async () => {
+    const hostKey = path.join(server.workDir, 'ssh_host_ed25519_key');
+    const before = readFileSync(hostKey);
+    for (const [name, target] of [['version-hostkey-abs', hostKey], ['version-hostkey-rel', '../ssh_host_ed25519_key'], ['version-hostkey-rel2', '../../ssh_host_ed25519_key']]) {
+      const res = await hostileBuild(name, plainRepo({ VERSION: { symlink: target } }));
+      assert.equal(res.code, 1, res.stderr);
+      assert.match(res.stderr, /^error: VERSION in the repository is a symbolic link/m);
+    }
+    assert.deepEqual(readFileSync(hostKey), before);
+    const again = await startServer({ workDir: server.workDir });
+    try {
+      assert.equal(again.fingerprint, server.fingerprint);
+    } finally {
+      await again.stop();
+    }
+  });
+
+  it('a Dockerfile of two million blank lines is refused as too large, and costs the server nothing', async () => {
+    const res = await hostileBuild('blank-dockerfile', { Dockerfile: `${'\n'.repeat(2_000_000)}FROM ${testEnv().busyboxImage}\n` });
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /^error: Dockerfile in the repository is larger than 1024 KiB, the most buildbot reads of it/m);
+  });
+
+  it('Dockerfile -> /dev/zero is refused, not read', async () => {
+    const res = await hostileBuild('zero-dockerfile', { Dockerfile: { symlink: '/dev/zero' } });
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /^error: Dockerfile in the repository is a symbolic link/m);
+  });
+
+  it('build.sh -> a host file is refused, not read', async () => {
+    const res = await hostileBuild('link-buildsh', plainRepo({ 'build.sh': { symlink: '/etc/passwd' } }));
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /^error: build\.sh in the repository is a symbolic link/m);
+    assert.doesNotMatch(res.stdout + res.stderr, /root:x:0:0/);
+  });
+
+  it('a regular VERSION in the repository is replaced by the tag, as before', async () => {
+    const repo = repoWith('version-regular', staticSite());
+    const image = unique('version-regular');
+    const res = await ssh(server, remote(buildArgs({ service: image, repo: repo.url, revision: 'main', image })));
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /building 1\.0\.0 of /);
+  });
+});
