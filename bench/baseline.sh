@@ -13,6 +13,7 @@ while [[ $# -gt 0 ]]; do
     --image) image=$2 ;;
     --tag) IFS=, read -ra more <<<"$2"; tags+=("${more[@]}") ;;
     --docker_login_cmd) login=$2 ;;
+    --docker_login_cache) ;; # it logs in on every build
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
   shift 2

@@ -1,7 +1,9 @@
 /**
- * `npm run bench`: the same builds through the shell-and-CLI baseline (bench/baseline.sh behind
- * OpenSSH sshd), through bin/buildbot-server with the OpenSSH client, and through bin/buildbot.sh
- * locally; every row measured side by side in one run. Prints a markdown table (medians, min–max).
+ * `npm run bench`: the same builds through the original tool's script (bench/original.sh behind
+ * OpenSSH sshd, the yardstick of the headline ratios), a thorough script doing our work
+ * (bench/baseline.sh, also behind sshd), bin/buildbot-server with the OpenSSH client, and
+ * bin/buildbot.sh locally; every row measured side by side in one run. Prints a markdown table
+ * (medians, min–max).
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -15,7 +17,7 @@ import { buildArgs } from '../test/helpers/build.js';
 import { runAttached } from '../src/docker/containers.js';
 import { ROOT } from '../test/helpers/cli.js';
 import { docker } from '../test/helpers/docker.js';
-import { keyPath, testEnv } from '../test/helpers/env.js';
+import { engineEnv, keyPath, testEnv } from '../test/helpers/env.js';
 import { GitRepo, staticSite, type Files } from '../test/helpers/repos.js';
 import { startServer, type ServerProcess } from '../test/helpers/server.js';
 
@@ -23,10 +25,21 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const BIG_RUNS = Number(process.env.BENCH_BIG_RUNS ?? 3);
 const STREAM_MB = Number(process.env.BENCH_STREAM_MB ?? 200);
 
-type ContenderName = 'baseline' | 'ours-ssh' | 'ours-local';
-const CONTENDERS: ContenderName[] = ['baseline', 'ours-ssh', 'ours-local'];
+/**
+ * original: the original tool's script as its users ran it (bench/original.sh behind sshd), the
+ * yardstick of the headline ratios; thorough: a script doing the same work as ours (bench/baseline.sh).
+ */
+type ContenderName = 'original' | 'thorough' | 'ours-ssh' | 'ours-local';
+const CONTENDERS: ContenderName[] = ['original', 'thorough', 'ours-ssh', 'ours-local'];
+/** The scripts run behind the git host's sshd, and their work dirs. */
+const SCRIPTS = { original: 'bench/original.sh', thorough: 'bench/baseline.sh' } as const;
 /** Run i starts with a different contender: whoever goes first pays for cold caches and first pushes. */
-const inTurn = (i: number): ContenderName[] => CONTENDERS.map((_, k) => CONTENDERS[(i + k) % CONTENDERS.length]);
+const inTurn = (i: number, who: ContenderName[] = CONTENDERS): ContenderName[] => who.map((_, k) => who[(i + k) % who.length]);
+/**
+ * Row 4 leaves the original script out: its build container logs to the engine's json-file
+ * log (~9x slower for line-heavy output, see BENCHMARKS.md), which says nothing about us.
+ */
+const STREAMERS: ContenderName[] = ['thorough', 'ours-ssh', 'ours-local'];
 
 interface Run {
   ms: number;
@@ -58,17 +71,18 @@ type CpuProbes = Record<string, () => number>;
 let server: ServerProcess;
 const env = testEnv();
 const localWork = path.join(os.tmpdir(), 'buildbot-bench-local');
-const baselineWork = path.join(os.tmpdir(), 'buildbot-bench-baseline');
+const scriptWork = { original: path.join(os.tmpdir(), 'buildbot-bench-original'), thorough: path.join(os.tmpdir(), 'buildbot-bench-baseline') };
+/** The command line a script contender runs on the git host's sshd. */
+const scriptCommand = (who: keyof typeof SCRIPTS, args: string[]) =>
+  quote(['env', ...Object.entries(engineEnv()).map(([k, v]) => `${k}=${v}`), `BASELINE_WORK_DIR=${scriptWork[who]}`, path.join(ROOT, SCRIPTS[who]), ...args]);
 const sshBase = ['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR',
   '-o', 'IdentitiesOnly=yes', '-i', keyPath('client_ed25519'), '-F', '/dev/null'];
 
 /** The command line each contender runs for a build. */
-function command(who: ContenderName, args: string[]): [string, string[], NodeJS.ProcessEnv] {
-  const base = { PATH: process.env.PATH, HOME: process.env.HOME };
-  if (who === 'baseline') {
-    return ['ssh', [...sshBase, '-p', String(env.gitPort), 'root@127.0.0.1', `BASELINE_WORK_DIR=${baselineWork}`, path.join(ROOT, 'bench/baseline.sh'), quote(args)], base];
-  }
-  if (who === 'ours-ssh') return ['ssh', [...sshBase, '-p', String(server.port), 'root@127.0.0.1', quote(['buildbot.sh', ...args])], base];
+function command(who: ContenderName, args: string[], port = server.port): [string, string[], NodeJS.ProcessEnv] {
+  const base = { PATH: process.env.PATH, HOME: process.env.HOME, ...engineEnv() };
+  if (who === 'original' || who === 'thorough') return ['ssh', [...sshBase, '-p', String(env.gitPort), 'root@127.0.0.1', scriptCommand(who, args)], base];
+  if (who === 'ours-ssh') return ['ssh', [...sshBase, '-p', String(port), 'root@127.0.0.1', quote(['buildbot.sh', ...args])], base];
   return [path.join(ROOT, 'bin/buildbot.sh'), args, { ...base, BUILDBOT_WORK_DIR: localWork }];
 }
 
@@ -137,8 +151,8 @@ class StreamMarks {
 }
 
 /** Runs one build, timing it from spawn to exit, and the payload between START and END if any. */
-function run(who: ContenderName, args: string[], probes?: (client: number) => CpuProbes): Promise<Run> {
-  const [cmd, argv, childEnv] = command(who, args);
+function run(who: ContenderName, args: string[], probes?: (client: number) => CpuProbes, port?: number): Promise<Run> {
+  const [cmd, argv, childEnv] = command(who, args, port);
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn(cmd, argv, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -185,6 +199,24 @@ function row(cells: string[]): void {
   process.stderr.write(`bench: ${cells.join(' | ')}\n`);
 }
 
+/**
+ * A build's flags, the same for every contender: buildArgs plus --docker_login_cache, which the
+ * original script's users passed so that it skipped `docker login` once logged in.
+ */
+function benchArgs(a: Parameters<typeof buildArgs>[0]): string[] {
+  return [...buildArgs(a), '--docker_login_cache', Buffer.from(`${env.registryUser}:${env.registryPassword}`).toString('base64')];
+}
+
+/** A row of build times: every contender's median (min–max), ours over SSH against both scripts. */
+function timeRow(label: string, t: Record<ContenderName, number[]>, target: string, met: (vsOriginal: number, vsThorough: number) => boolean): void {
+  const [o, b, s, l] = CONTENDERS.map((who) => stats(t[who]));
+  const vsO = s.median / o.median;
+  const vsT = s.median / b.median;
+  row([label, fmtS(o), fmtS(b), fmtS(s), fmtS(l), vsO.toFixed(2), vsT.toFixed(2), target, met(vsO, vsT) ? 'met' : 'missed']);
+}
+
+const emptyTimes = (): Record<ContenderName, number[]> => ({ original: [], thorough: [], 'ours-ssh': [], 'ours-local': [] });
+
 function image(name: string, who: ContenderName) {
   return `bench-${name}-${who}`;
 }
@@ -193,40 +225,34 @@ function image(name: string, who: ContenderName) {
 async function buildRows(): Promise<void> {
   const repo = new GitRepo(`bench-site-${process.pid}`);
   repo.commit(staticSite());
-  const times: Record<string, Record<ContenderName, number[]>> = { cold: {} as never, warm: {} as never, rebuild: {} as never };
+  const times = { cold: emptyTimes(), warm: emptyTimes(), rebuild: emptyTimes() };
   for (const who of CONTENDERS) {
-    times.cold[who] = [];
-    times.warm[who] = [];
-    times.rebuild[who] = [];
     // One unmeasured build per contender: the engine's layer cache and the registry's layers are warm for all.
-    await run(who, buildArgs({ service: `warmup-${who}`, repo: repo.url, revision: 'main', image: image('site', who), tags: ['0', 'latest'] }));
+    await run(who, benchArgs({ service: `warmup-${who}`, repo: repo.url, revision: 'main', image: image('site', who), tags: ['0', 'latest'] }));
   }
   for (let i = 0; i < RUNS; i++) {
     for (const who of inTurn(i)) {
-      const r = await run(who, buildArgs({ service: `cold-${who}-${i}`, repo: repo.url, revision: 'main', image: image('site', who), tags: [`1.${i}`, 'latest'] }));
+      const r = await run(who, benchArgs({ service: `cold-${who}-${i}`, repo: repo.url, revision: 'main', image: image('site', who), tags: [`1.${i}`, 'latest'] }));
       times.cold[who].push(r.ms);
     }
   }
   for (let i = 0; i < RUNS; i++) {
     const sha = repo.commit({ 'site/index.html.in': `<h1>revision ${i} @VERSION@</h1>\n` });
     for (const who of inTurn(i)) {
-      const r = await run(who, buildArgs({ service: `warmup-${who}`, repo: repo.url, revision: sha, image: image('site', who), tags: [`2.${i}`, 'latest'] }));
+      const r = await run(who, benchArgs({ service: `warmup-${who}`, repo: repo.url, revision: sha, image: image('site', who), tags: [`2.${i}`, 'latest'] }));
       times.warm[who].push(r.ms);
     }
   }
   const last = repo.head();
   for (let i = 0; i < RUNS; i++) {
     for (const who of inTurn(i)) {
-      const r = await run(who, buildArgs({ service: `warmup-${who}`, repo: repo.url, revision: last, image: image('site', who), tags: [`3.${i}`, 'latest'] }));
+      const r = await run(who, benchArgs({ service: `warmup-${who}`, repo: repo.url, revision: last, image: image('site', who), tags: [`3.${i}`, 'latest'] }));
       times.rebuild[who].push(r.ms);
     }
   }
-  const labels = { cold: '1. cold build (clone, build.sh, image, test, push 2 tags)', warm: '2. warm build (new revision: fetch)', rebuild: '3. rebuild of a built revision' };
-  for (const [key, label] of Object.entries(labels)) {
-    const t = times[key];
-    const [b, s, l] = CONTENDERS.map((who) => stats(t[who]));
-    row([label, fmtS(b), fmtS(s), fmtS(l), (s.median / b.median).toFixed(2), '≤ 0.80', s.median / b.median <= 0.8 ? 'met' : 'missed']);
-  }
+  timeRow('1. cold build (clone, build.sh, image, test, push)', times.cold, '≤ 0.75 of original', (o) => o <= 0.75);
+  timeRow('2. warm build (new revision: fetch)', times.warm, '≤ 0.60 of original', (o) => o <= 0.6);
+  timeRow('3. rebuild of a built revision', times.rebuild, '≤ 0.75 of original', (o) => o <= 0.75);
   repo.dispose();
 }
 
@@ -244,7 +270,7 @@ async function streamRow(): Promise<void> {
   execFileSync('sh', ['-c', `seq -w 1 ${lines} > ${bigFile}`]);
   const bytes = Number(execFileSync('stat', ['-c', '%s', bigFile], { encoding: 'utf8' }));
   type Who = ContenderName | 'openssh' | 'engine';
-  const mbps: Record<Who, number[]> = { baseline: [], 'ours-ssh': [], 'ours-local': [], openssh: [], engine: [] };
+  const mbps: Record<Who, number[]> = { original: [], thorough: [], 'ours-ssh': [], 'ours-local': [], openssh: [], engine: [] };
   // CPU time per MB carried, of the whole machine (what bounds throughput once every core is
   // busy) and, for ours over SSH, of the server and the ssh client: `${who} ${probe}`.
   const cpuPerMb: Record<string, number[]> = {};
@@ -257,11 +283,11 @@ async function streamRow(): Promise<void> {
   const rssGrowth: number[] = [];
   // RUNS, not BIG_RUNS: throughput here varied by a fifth from run to run, and a run takes seconds.
   for (let i = 0; i < RUNS; i++) {
-    for (const who of inTurn(i)) {
+    for (const who of inTurn(i, STREAMERS)) {
       const samples: Array<[number, number]> = [];
       const sampler = who === 'ours-ssh' ? setInterval(() => samples.push([performance.now(), rssOf(server.child.pid!)]), 50) : undefined;
       const probes = who === 'ours-ssh' ? (client: number) => ({ server: () => processCpuMs(server.child.pid!), client: () => processCpuMs(client) }) : undefined;
-      const r = await run(who, buildArgs({ service: `stream-${who}`, repo: repo.url, revision: 'main', image: image('stream', who), tags: [`${i}`] }), probes);
+      const r = await run(who, benchArgs({ service: `stream-${who}`, repo: repo.url, revision: 'main', image: image('stream', who), tags: [`${i}`] }), probes);
       clearInterval(sampler);
       record(who, r);
       const streaming = samples.filter(([t]) => r.startAt !== undefined && t >= r.startAt && t <= r.endAt!).map(([, v]) => v);
@@ -275,15 +301,15 @@ async function streamRow(): Promise<void> {
     record('engine', await engineAlone(script));
   }
   const fmt = (st: Stats) => `${st.median.toFixed(0)} MB/s (${st.min.toFixed(0)}–${st.max.toFixed(0)})`;
-  const [b, s, l, o, e] = (['baseline', 'ours-ssh', 'ours-local', 'openssh', 'engine'] as const).map((k) => stats(mbps[k]));
-  row([`4. ${(bytes / 1e6).toFixed(0)} MB of build.sh output (throughput; plain \`ssh cat\`: ${fmt(o)})`, fmt(b), fmt(s), fmt(l),
-    `${(s.median / b.median).toFixed(2)} of baseline, ${(s.median / o.median).toFixed(2)} of ssh`, '≥ 0.9 and ≥ 0.8',
+  const [b, s, l, o, e] = (['thorough', 'ours-ssh', 'ours-local', 'openssh', 'engine'] as const).map((k) => stats(mbps[k]));
+  row([`4. ${(bytes / 1e6).toFixed(0)} MB of build.sh output (throughput; plain \`ssh cat\`: ${fmt(o)})`, 'not run', fmt(b), fmt(s), fmt(l),
+    '–', `${(s.median / b.median).toFixed(2)} (${(s.median / o.median).toFixed(2)} of ssh)`, '≥ 0.9 of thorough and ≥ 0.8 of ssh',
     s.median / b.median >= 0.9 && s.median / o.median >= 0.8 ? 'met' : 'missed']);
   const cpu = (key: string) => (cpuPerMb[key] ? stats(cpuPerMb[key]).median.toFixed(1) : '?');
   notes.push(`Row 4: server RSS while streaming: ${mb(Math.min(...rss))}–${mb(Math.max(...rss))} MB; how far it moved within each run, in order: ${rssGrowth.map(mb).join(', ')} MB.`);
   notes.push(`Row 4, the engine alone: the same container's output read through the attach API by a client that only demultiplexes it: ${fmt(e)}.`);
   notes.push(`Row 4, CPU per MB carried (medians): the whole machine (all processes and the kernel) spent ${cpu('engine machine')} ms for the engine alone, ${cpu('openssh machine')} ms for \`ssh cat\`, `
-    + `${cpu('baseline machine')} ms for the baseline, ${cpu('ours-local machine')} ms for ours local and ${cpu('ours-ssh machine')} ms for ours over SSH, `
+    + `${cpu('thorough machine')} ms for the thorough script, ${cpu('ours-local machine')} ms for ours local and ${cpu('ours-ssh machine')} ms for ours over SSH, `
     + `of which our server ${cpu('ours-ssh server')} ms and the ssh client ${cpu('ours-ssh client')} ms.`);
   rmSync(bigFile, { force: true });
   repo.dispose();
@@ -351,18 +377,17 @@ async function largeRepoRow(): Promise<void> {
     blobs[name] = { content: randomBytes(50 << 20), mode: 0o644 };
   }
   repo.commit(blobs, 'binaries');
-  const times: Record<ContenderName, number[]> = { baseline: [], 'ours-ssh': [], 'ours-local': [] };
+  const times = emptyTimes();
   for (const who of CONTENDERS) {
-    await run(who, buildArgs({ service: `large-${who}`, repo: repo.url, revision: 'main', image: image('large', who), tags: ['0'] }));
+    await run(who, benchArgs({ service: `large-${who}`, repo: repo.url, revision: 'main', image: image('large', who), tags: ['0'] }));
   }
   for (let i = 0; i < BIG_RUNS; i++) {
     const sha = repo.commit({ 'src/changed.txt': `run ${i}\n` });
     for (const who of inTurn(i)) {
-      times[who].push((await run(who, buildArgs({ service: `large-${who}`, repo: repo.url, revision: sha, image: image('large', who), tags: [`${i + 1}`] }))).ms);
+      times[who].push((await run(who, benchArgs({ service: `large-${who}`, repo: repo.url, revision: sha, image: image('large', who), tags: [`${i + 1}`] }))).ms);
     }
   }
-  const [b, s, l] = CONTENDERS.map((who) => stats(times[who]));
-  row(['5. large repository, new revision (20,000 files, 300 MB, a third ignored)', fmtS(b), fmtS(s), fmtS(l), (s.median / b.median).toFixed(2), '≤ 1.00', s.median / b.median <= 1 ? 'met' : 'missed']);
+  timeRow('5. large repository, new revision (20,000 files, 300 MB, a third ignored)', times, '≤ 1.00 of thorough', (_, t) => t <= 1);
   repo.dispose();
 }
 
@@ -373,23 +398,56 @@ async function parallelRow(): Promise<void> {
     r.commit(staticSite({ title: `service ${n}` }));
     return r;
   });
-  const times: Record<ContenderName, number[]> = { baseline: [], 'ours-ssh': [], 'ours-local': [] };
+  const times = emptyTimes();
   let peak = 0;
   for (let i = 0; i < BIG_RUNS; i++) {
     for (const who of inTurn(i)) {
       const sampler = who === 'ours-ssh' ? setInterval(() => (peak = Math.max(peak, rssOf(server.child.pid!))), 50) : undefined;
       const t0 = performance.now();
       const results = await Promise.all(repos.map((r, n) =>
-        run(who, buildArgs({ service: `par-${who}-${i}-${n}`, repo: r.url, revision: 'main', image: image(`par${n}`, who), tags: [`${i}`, 'latest'] }))));
+        run(who, benchArgs({ service: `par-${who}-${i}-${n}`, repo: r.url, revision: 'main', image: image(`par${n}`, who), tags: [`${i}`, 'latest'] }))));
       times[who].push(performance.now() - t0);
       clearInterval(sampler);
       if (results.some((r) => r.code !== 0)) notes.push(`Row 6: a ${who} build failed in run ${i}.`);
     }
   }
-  const [b, s, l] = CONTENDERS.map((who) => stats(times[who]));
-  row([`6. ten builds of ten new services at once (server peak RSS ${(peak / 1048576).toFixed(0)} MB)`, fmtS(b), fmtS(s), fmtS(l),
-    (s.median / b.median).toFixed(2), '≤ 0.80, RSS ≤ 150 MB', s.median / b.median <= 0.8 && peak <= 150 * 1048576 ? 'met' : 'missed']);
+  timeRow(`6. ten builds of ten new services at once (server peak RSS ${mb(peak)} MB)`, times, '≤ 0.80 of thorough, RSS ≤ 150 MB',
+    (_, t) => t <= 0.8 && peak <= 150 * 1048576);
   repos.forEach((r) => r.dispose());
+}
+
+/**
+ * Row 6b: fifty builds of fifty new services sent at once to a server started with
+ * --max-builds 8: all must succeed; the wall time and the server's peak RSS are reported.
+ */
+async function crowdRow(): Promise<void> {
+  const crowd = await startServer({ args: ['--max-builds', '8'] });
+  const repos = Array.from({ length: 10 }, (_, n) => {
+    const r = new GitRepo(`bench-crowd${n}-${process.pid}`);
+    r.commit(staticSite({ title: `crowd ${n}` }));
+    return r;
+  });
+  const times: number[] = [];
+  let peak = 0;
+  let failed = 0;
+  try {
+    for (let i = 0; i < BIG_RUNS; i++) {
+      const sampler = setInterval(() => (peak = Math.max(peak, rssOf(crowd.child.pid!))), 50);
+      const t0 = performance.now();
+      const results = await Promise.all(Array.from({ length: 50 }, (_, n) =>
+        run('ours-ssh', benchArgs({ service: `crowd-${i}-${n}`, repo: repos[n % 10].url, revision: 'main', image: image(`crowd${n % 10}`, 'ours-ssh'), tags: [`${i}-${n}`, 'latest'] }), undefined, crowd.port)));
+      times.push(performance.now() - t0);
+      clearInterval(sampler);
+      failed += results.filter((r) => r.code !== 0).length;
+    }
+  } finally {
+    await crowd.stop();
+    rmSync(crowd.workDir, { recursive: true, force: true });
+    repos.forEach((r) => r.dispose());
+  }
+  const t = stats(times);
+  row([`6b. fifty builds of fifty new services at once, --max-builds 8 (server peak RSS ${mb(peak)} MB; ${failed} failed)`, '–', '–', fmtS(t), '–', '–', '–',
+    'no error', failed === 0 ? 'met' : 'missed']);
 }
 
 /** Row 7: from "connection up" (ssh2 client ready) to the first output byte, and per-line delay of a 100 ms ticker. */
@@ -399,24 +457,29 @@ async function latencyRow(): Promise<void> {
     ...staticSite(),
     'build.sh': { mode: 0o755, content: `#!/bin/sh\n#build_inside_docker_image=${env.busyboxImage}\nmkdir -p public && echo x > public/index.html\ni=0\nwhile [ $i -lt 50 ]; do\n  echo "tick $(adjtimex | sed -n 's/^ *time.tv_sec: *//p;s/^ *time.tv_usec: *//p' | tr '\\n' ' ')"\n  usleep 100000\n  i=$((i+1))\ndone\n` },
   });
-  const result: Record<'baseline' | 'ours-ssh', { first: number[]; lines: number[] }> = { baseline: { first: [], lines: [] }, 'ours-ssh': { first: [], lines: [] } };
+  type Who = 'original' | 'thorough' | 'ours-ssh';
+  const result: Record<Who, { first: number[]; lines: number[] }> = { original: { first: [], lines: [] }, thorough: { first: [], lines: [] }, 'ours-ssh': { first: [], lines: [] } };
   for (let i = 0; i < RUNS; i++) {
-    for (const who of (i % 2 ? ['ours-ssh', 'baseline'] : ['baseline', 'ours-ssh']) as Array<'baseline' | 'ours-ssh'>) {
-      const args = buildArgs({ service: `latency-${who}`, repo: repo.url, revision: 'main', image: image('latency', who), tags: [`${i}`] });
-      const cmd = who === 'ours-ssh' ? quote(['buildbot.sh', ...args]) : `BASELINE_WORK_DIR=${baselineWork} ${path.join(ROOT, 'bench/baseline.sh')} ${quote(args)}`;
+    for (const who of inTurn(i, ['original', 'thorough', 'ours-ssh']) as Who[]) {
+      const args = benchArgs({ service: `latency-${who}`, repo: repo.url, revision: 'main', image: image('latency', who), tags: [`${i}`] });
+      const cmd = who === 'ours-ssh' ? quote(['buildbot.sh', ...args]) : scriptCommand(who, args);
       const port = who === 'ours-ssh' ? server.port : env.gitPort;
       const r = await execOverSsh2(port, cmd);
       result[who].first.push(r.firstByteMs);
       result[who].lines.push(...r.lineDelays);
     }
   }
-  const [b, s] = (['baseline', 'ours-ssh'] as const).map((who) => result[who]);
+  const [o, b, s] = (['original', 'thorough', 'ours-ssh'] as const).map((who) => result[who]);
   const f = (v: number) => `${v.toFixed(1)} ms`;
-  const firstB = stats(b.first);
-  const firstS = stats(s.first);
-  row(['7a. connection up → first output byte', `${f(firstB.median)} (${f(firstB.min)}–${f(firstB.max)})`, `${f(firstS.median)} (${f(firstS.min)}–${f(firstS.max)})`, '–', (firstS.median / firstB.median).toFixed(2), '< 150 ms', firstS.median < 150 ? 'met' : 'missed']);
-  row(['7b. line delay of build.sh output, p50 / p99', `${f(percentile(b.lines, 50))} / ${f(percentile(b.lines, 99))}`, `${f(percentile(s.lines, 50))} / ${f(percentile(s.lines, 99))}`, '–',
-    (percentile(s.lines, 99) / percentile(b.lines, 99)).toFixed(2), 'p99 < 50 ms', percentile(s.lines, 99) < 50 ? 'met' : 'missed']);
+  const first = (x: { first: number[] }) => {
+    const st = stats(x.first);
+    return `${f(st.median)} (${f(st.min)}–${f(st.max)})`;
+  };
+  const median = (x: { first: number[] }) => stats(x.first).median;
+  row(['7a. connection up → first output byte', first(o), first(b), first(s), '–', (median(s) / median(o)).toFixed(2), (median(s) / median(b)).toFixed(2), '< 150 ms', median(s) < 150 ? 'met' : 'missed']);
+  const delays = (x: { lines: number[] }) => `${f(percentile(x.lines, 50))} / ${f(percentile(x.lines, 99))}`;
+  const p99 = (x: { lines: number[] }) => percentile(x.lines, 99);
+  row(['7b. line delay of build.sh output, p50 / p99', delays(o), delays(b), delays(s), '–', (p99(s) / p99(o)).toFixed(2), (p99(s) / p99(b)).toFixed(2), 'p99 < 50 ms', p99(s) < 50 ? 'met' : 'missed']);
   repo.dispose();
 }
 
@@ -458,24 +521,24 @@ async function main(): Promise<void> {
   const authorized = path.join(env.dir, 'githost', 'authorized_keys');
   writeFileSync(authorized, `${readFileSync(authorized, 'utf8')}${readFileSync(keyPath('client_ed25519.pub'), 'utf8')}`);
   rmSync(localWork, { recursive: true, force: true });
-  rmSync(baselineWork, { recursive: true, force: true });
+  for (const dir of Object.values(scriptWork)) rmSync(dir, { recursive: true, force: true });
   // max-builds 10: row 6 compares ten builds at once with ten baseline scripts at once.
   server = await startServer({ args: ['--max-builds', '10'] });
   const only = process.env.BENCH_ROWS?.split(',');
-  const rows: Array<[string, () => Promise<void>]> = [['1', buildRows], ['4', streamRow], ['5', largeRepoRow], ['6', parallelRow], ['7', latencyRow]];
+  const rows: Array<[string, () => Promise<void>]> = [['1', buildRows], ['4', streamRow], ['5', largeRepoRow], ['6', parallelRow], ['6b', crowdRow], ['7', latencyRow]];
   try {
     for (const [id, fn] of rows) if (!only || only.includes(id)) await fn();
   } finally {
     await server.stop();
-    for (const dir of [server.workDir, localWork, baselineWork]) rmSync(dir, { recursive: true, force: true });
+    for (const dir of [server.workDir, localWork, ...Object.values(scriptWork)]) rmSync(dir, { recursive: true, force: true });
   }
   const engine = execFileSync('docker', ['version', '--format', '{{.Server.Version}}'], { encoding: 'utf8' }).trim();
   const cpu = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';
   const out = [
     `Measured ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} cores (${cpu}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Docker engine ${engine}, Node.js ${process.version}; ${RUNS} runs a row (${BIG_RUNS} for rows 5–6), medians with min–max.`,
     '',
-    '| row | baseline (bash + CLIs behind sshd) | ours over SSH | ours local (buildbot.sh) | ours SSH / baseline | target | |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    '| row | original script (behind sshd) | thorough script (behind sshd) | ours over SSH | ours local (buildbot.sh) | ours SSH / original | ours SSH / thorough | target | |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...table,
     '',
     ...notes,
