@@ -107,5 +107,8 @@ export const errors = {
     new BuildError('ETEST', `the in-image test exited with code ${exitCode}; nothing was pushed`, exitCode),
   push: (ref: string, detail: string) => new BuildError('EPUSH', `pushing ${ref} failed: ${detail}; the registry refused it or could not be reached, tags pushed before it stay in the registry`),
 
+  badBuilderImage: (detail: string) =>
+    new BuildError('EBUILDERIMAGE', `${detail}; fix the #build_inside_docker_image line of build.sh`),
+
   cancelled: () => new BuildError('ECANCELLED', 'build cancelled; its containers were removed', EXIT_CANCELLED),
 };

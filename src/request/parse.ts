@@ -1,10 +1,11 @@
 import yargs from 'yargs';
 import { errors, EXIT_OK, isBuildError } from '../errors.js';
 import type { BuildIO } from '../io/output.js';
-import { parseDockerLoginCmd, parseLoginCache } from './docker-login.js';
+import { loginCacheSecrets, loginCmdSecrets, parseDockerLoginCmd, parseLoginCache, swapped } from './docker-login.js';
+import { isRegistryLike, normalizeLoginServer, splitImageName } from './registry.js';
 import type { BuildRequest, RegistryLogin } from './types.js';
 import {
-  decodePrivateKey, normalizeRegistry, registryOf, validateImage, validateRepoUrl,
+  decodePrivateKey, validateImage, validateRepoUrl,
   validateRevision, validateServiceId, validateTags,
 } from './validate.js';
 
@@ -95,11 +96,11 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
     secrets.push(...decoded.secrets);
   }
 
-  const image = validateImage(str('image')!);
+  const { name: image, registry: server } = splitImageName(validateImage(str('image')!), '--image');
   const tagValue = args.tag;
   const tags = validateTags((Array.isArray(tagValue) ? tagValue : [tagValue]).map(String));
-  const server = registryOf(image);
-  const login = readLogin(str('docker_login_cmd') ?? env[SECRET_ENV.loginCmd], str('docker_login_cache') ?? env[SECRET_ENV.loginCache], env, server, secrets);
+  const notes: string[] = [];
+  const login = readLogin(str('docker_login_cmd') ?? env[SECRET_ENV.loginCmd], str('docker_login_cache') ?? env[SECRET_ENV.loginCache], env, server, secrets, notes);
 
   return {
     kind: 'build',
@@ -110,7 +111,7 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
       revision: validateRevision(str('revision')!),
       image,
       tags,
-      registry: { server, login },
+      registry: { server, login, notes },
       secrets,
     },
   };
@@ -134,19 +135,23 @@ export async function requestOrExit(argv: readonly string[], env: Env, io: Build
   }
 }
 
-function readLogin(cmd: string | undefined, cache: string | undefined, env: Env, imageRegistry: string, secrets: string[]): RegistryLogin | undefined {
+function readLogin(cmd: string | undefined, cache: string | undefined, env: Env, imageRegistry: string, secrets: string[], notes: string[]): RegistryLogin | undefined {
   // Secrets go on the list before anything can fail, so even an error quoting them is redacted.
-  for (const value of [cmd, cache]) if (value) secrets.push(value);
+  if (cmd) secrets.push(...loginCmdSecrets(cmd));
+  if (cache) secrets.push(...loginCacheSecrets(cache));
   let login: RegistryLogin | undefined;
   if (cmd) {
     const parsed = parseDockerLoginCmd(cmd);
     const named = parsed.server ?? 'docker.io';
-    if (normalizeRegistry(named) !== imageRegistry) {
+    if (named !== imageRegistry) {
+      // "-p REGISTRY PASSWORD": the password would be the registry shown in the message.
+      if (isRegistryLike(parsed.password) && normalizeLoginServer(parsed.password, '--docker_login_cmd') === imageRegistry) throw swapped('--docker_login_cmd');
       throw errors.invalidInput(`--docker_login_cmd logs in to ${named}, but --image is pushed to ${imageRegistry}; log in to the registry of the image`);
     }
     login = { username: parsed.username, password: parsed.password };
+    notes.push(...parsed.notes);
   } else if (cache) {
-    login = parseLoginCache(cache);
+    login = parseLoginCache(cache, imageRegistry).login;
   } else if (env[SECRET_ENV.registryPassword]) {
     const username = env[SECRET_ENV.registryUser];
     if (!username) throw errors.usage(`${SECRET_ENV.registryPassword} is set but ${SECRET_ENV.registryUser} is not; set both`);

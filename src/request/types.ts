@@ -26,6 +26,8 @@ export interface BuildRequest {
     /** host[:port], or docker.io for Docker Hub. */
     server: string;
     login?: RegistryLogin;
+    /** Said on stdout when the build starts, e.g. that an option of the login command was ignored. */
+    notes: string[];
   };
   /** Every secret of the request in every form it might appear in output. */
   secrets: string[];

@@ -79,20 +79,15 @@ export function validateRevision(rev: string): string {
   return rev;
 }
 
-// The grammar of docker/distribution's reference package, without tag and digest.
-const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
-const DOMAIN = '(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:]+\\])(?::[0-9]+)?';
-const IMAGE = new RegExp(`^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
+/** The form of --image (no tag, no digest); registry.ts splits and checks the name itself. */
 export function validateImage(image: string): string {
+  if (image.length > 255) throw errors.invalidInput(`--image is longer than 255 characters`);
   if (image.includes('@')) throw errors.invalidInput(`--image "${image}" holds a digest; give the repository only, e.g. registry.example.com/api`);
   const lastSlash = image.lastIndexOf('/');
   if (image.slice(lastSlash + 1).includes(':')) {
     throw errors.invalidInput(`--image "${image}" holds a tag; give the repository only and the tags with --tag`);
-  }
-  if (!IMAGE.test(image) || image.length > 255) {
-    throw errors.invalidInput(`--image "${image}" is not a valid image name; use lowercase letters, digits and separators, e.g. registry.example.com/team/api`);
   }
   return image;
 }
@@ -106,19 +101,6 @@ export function validateTags(raw: string[]): string[] {
     }
   }
   return [...new Set(tags)];
-}
-
-/** The registry an image is pushed to, as the engine names it. */
-export function registryOf(image: string): string {
-  const first = image.split('/')[0];
-  const hasDomain = image.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
-  return hasDomain ? first : 'docker.io';
-}
-
-export function normalizeRegistry(server: string): string {
-  const bare = server.replace(/^https?:\/\//, '').replace(/\/+$/, '');
-  if (/^(index\.|registry-1\.)?docker\.io(\/v1)?$/.test(bare)) return 'docker.io';
-  return bare;
 }
 
 /** Accepts base64 of the key file (as --repo_auth_key carries it) or the key text itself. */

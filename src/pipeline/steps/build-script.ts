@@ -1,9 +1,9 @@
-import { errors } from '../../errors.js';
+import { errors, isBuildError } from '../../errors.js';
 import { ensureImage, runAttached } from '../../docker/containers.js';
 import { createContextFilter } from '../../context/filter.js';
 import { packDirectory } from '../../context/tar.js';
 import { authConfig, type Step } from '../context.js';
-import { registryOf } from '../../request/validate.js';
+import { splitImageRef } from '../../request/registry.js';
 
 // Runs build.sh even when git lost its executable bit.
 const RUN_BUILD_SCRIPT = 'if [ -x ./build.sh ]; then exec ./build.sh; else exec sh ./build.sh; fi';
@@ -17,9 +17,17 @@ export const buildScriptStep: Step = {
   name: 'build.sh',
   describe: ({ metadata }) => (metadata?.builderImage ? `./build.sh in ${metadata.builderImage}` : 'none; the repository is the build context'),
   async run(ctx) {
-    const image = ctx.metadata?.builderImage;
-    if (!image) return;
-    const sameRegistry = registryOf(image) === ctx.request.registry.server;
+    const named = ctx.metadata?.builderImage;
+    if (!named) return;
+    // The push credentials go only to the push registry, named by the same rule as --image.
+    let image: string;
+    let registry: string;
+    try {
+      ({ ref: image, registry } = splitImageRef(named, 'the builder image'));
+    } catch (err) {
+      throw isBuildError(err) ? errors.badBuilderImage(err.message) : err;
+    }
+    const sameRegistry = registry === ctx.request.registry.server;
     await ensureImage(ctx.docker, image, 'builder', sameRegistry ? authConfig(ctx) : undefined, ctx.signal,
       (line) => ctx.out.line(line), (detail) => errors.imageMissing(image, 'builder', detail));
 

@@ -8,6 +8,7 @@ export const loginStep: Step = {
   describe: ({ request: { registry } }) =>
     registry.login ? `checking the login of ${registry.login.username} at ${registry.server}` : `no credentials given; pushing to ${registry.server} without a login`,
   async run(ctx) {
+    for (const note of ctx.request.registry.notes) ctx.out.line(note);
     try {
       await ctx.docker.ping();
     } catch (err) {

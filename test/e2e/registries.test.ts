@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { assertNoSecrets, buildArgs, headers, unique } from '../helpers/build.js';
+import { runCli } from '../helpers/cli.js';
+import { testEnv } from '../helpers/env.js';
+import { suiteRepos, suiteWorkDir } from '../helpers/fixtures.js';
+import { registryTags } from '../helpers/registry.js';
+
+const b64 = (text: string) => Buffer.from(text).toString('base64');
+
+/** A repository that is only a Dockerfile: the quickest build that still pushes. */
+const plain = (extra = '') => ({ Dockerfile: `FROM ${testEnv().busyboxImage}\nRUN echo built > /built${extra}\n` });
+
+describe('registries: every login form users pass reaches the test registry', () => {
+  const work = suiteWorkDir();
+  const repoWith = suiteRepos();
+
+  const build = async (login: string | null, extra: string[] = [], env: Record<string, string> = {}) => {
+    const repo = repoWith('login', plain());
+    const image = unique('login');
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, login, extra }), work(), env);
+    assertNoSecrets(res.stdout, res.stderr);
+    return { res, image };
+  };
+
+  it("takes ECR's exact get-login output: -e none ignored with a note, https:// before the registry", async () => {
+    const { registry, registryUser, registryPassword } = testEnv();
+    const { res, image } = await build(`docker login -u ${registryUser} -p ${registryPassword} -e none https://${registry}`);
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /note: --docker_login_cmd: -e\/--email is ignored/);
+    assert.deepEqual(await registryTags(image), ['1.0.0']);
+  });
+
+  it('takes the pflag forms -u=USER, -pPASSWORD and a /v2/ path', async () => {
+    const { registry, registryUser, registryPassword } = testEnv();
+    const { res, image } = await build(`docker login -u=${registryUser} -p${registryPassword} http://${registry}/v2/`);
+    assert.equal(res.code, 0, res.stderr);
+    assert.deepEqual(await registryTags(image), ['1.0.0']);
+  });
+
+  it('takes a whole config.json as the login cache, the entry found under its https:// key', async () => {
+    const { registry, registryUser, registryPassword } = testEnv();
+    const config = { auths: { 'https://index.docker.io/v1/': { auth: b64('hub:other') }, [`https://${registry}/v1/`]: { auth: b64(`${registryUser}:${registryPassword}`) } } };
+    const { res, image } = await build(null, ['--docker_login_cache', `${b64(JSON.stringify(config, null, '\t'))}\n`]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.deepEqual(await registryTags(image), ['1.0.0']);
+  });
+
+  it('refuses a login cache that is no credential, naming the flag, before any work', async () => {
+    const { res } = await build(null, ['--docker_login_cache', b64(JSON.stringify({ auths: {} })).slice(0, 12)]);
+    assert.equal(res.code, 2);
+    assert.match(res.stderr, /error: --docker_login_cache .*is neither the "auth" value/);
+    assert.deepEqual(headers(res.stdout), []);
+  });
+
+  it('never echoes the password of a wrong login command', async () => {
+    const { registry, registryUser, registryPassword } = testEnv();
+    for (const login of [
+      `docker login -u ${registryUser} -p ${registry} ${registryPassword}`,
+      `docker login -u ${registryUser} -p${registryPassword} --bogus ${registry}`,
+      `docker login -u ${registryUser} --password-stdin ${registry}`,
+    ]) {
+      const { res } = await build(login);
+      assert.equal(res.code, 2, login);
+      assert.match(res.stderr, /error: --docker_login_cmd/);
+      assert.ok(!res.stderr.includes(registryPassword) && !res.stdout.includes(registryPassword), res.stderr);
+    }
+  });
+
+  it('refuses an image whose capitalized first part docker would take for a host', async () => {
+    const repo = repoWith('login', plain());
+    const args = buildArgs({ service: unique('caps'), repo: repo.url, revision: 'main', image: 'x', login: 'docker login -u u -p p' });
+    args[args.indexOf('--image') + 1] = 'Regsvc/api';
+    const res = await runCli(args, work());
+    assert.equal(res.code, 2);
+    assert.match(res.stderr, /error: --image "Regsvc\/api": its first part "Regsvc" has capital letters/);
+  });
+});
