@@ -194,6 +194,7 @@ const fmtS = (st: Stats) => `${(st.median / 1000).toFixed(2)} s (${(st.min / 100
 
 const table: string[] = [];
 const notes: string[] = [];
+const traceTable: string[] = [];
 function row(cells: string[]): void {
   table.push(`| ${cells.join(' | ')} |`);
   process.stderr.write(`bench: ${cells.join(' | ')}\n`);
@@ -450,6 +451,56 @@ async function crowdRow(): Promise<void> {
     'no error', failed === 0 ? 'met' : 'missed']);
 }
 
+/**
+ * The trace: the builds of rows 1-3 once more, through a server started with BUILDBOT_TRACE=1, one at
+ * a time; its build-trace log lines split each step's wall time into waiting for the engine, waiting
+ * for git, and the server's own CPU. A table of medians per kind of build.
+ */
+async function traceRows(): Promise<void> {
+  const traced = await startServer({ args: ['--max-builds', '10'], env: { BUILDBOT_TRACE: '1' } });
+  const repo = new GitRepo(`bench-trace-${process.pid}`);
+  repo.commit(staticSite());
+  const kinds = { cold: 'cold build', warm: 'new revision', rebuild: 'rebuild' } as const;
+  const args = (service: string, revision: string, i: number) =>
+    benchArgs({ service, repo: repo.url, revision, image: image('trace', 'ours-ssh'), tags: [`${i}`, 'latest'] });
+  const walls: Record<string, number[]> = {};
+  try {
+    await run('ours-ssh', args('trace-warm', 'main', 0), undefined, traced.port);
+    for (let i = 0; i < RUNS; i++) {
+      walls[`trace-cold-${i}`] = [(await run('ours-ssh', args(`trace-cold-${i}`, 'main', i), undefined, traced.port)).ms];
+      const sha = repo.commit({ 'site/index.html.in': `<h1>trace ${i} @VERSION@</h1>\n` });
+      walls[`trace-warm-${i}`] = [(await run('ours-ssh', args('trace-warm', sha, i), undefined, traced.port)).ms];
+      walls[`trace-rebuild-${i}`] = [(await run('ours-ssh', args('trace-warm', sha, i), undefined, traced.port)).ms];
+    }
+  } finally {
+    await traced.stop();
+    rmSync(traced.workDir, { recursive: true, force: true });
+    repo.dispose();
+  }
+  // Which build was which: the order of build-start lines and the order the builds were run in.
+  const log = traced.log();
+  const order = Object.keys(walls);
+  const ids = [...log.matchAll(/ build-start build=(\w+)/g)].map((m) => m[1]).slice(1);
+  type Timing = { wall_ms: number; engine_ms: number; git_ms: number; cpu_ms: number };
+  const per: Record<string, Record<string, Timing[]>> = {};
+  for (const m of log.matchAll(/ build-trace build=(\w+) step=(\S+) wall_ms=(\d+) engine_ms=(\d+) git_ms=(\d+) cpu_ms=(\d+)/g)) {
+    const at = ids.indexOf(m[1]);
+    if (at < 0) continue;
+    const kind = order[at].replace(/^trace-(\w+)-\d+$/, '$1');
+    ((per[kind] ??= {})[m[2]] ??= []).push({ wall_ms: +m[3], engine_ms: +m[4], git_ms: +m[5], cpu_ms: +m[6] });
+  }
+  const ms = (v: number[]) => `${stats(v).median.toFixed(0)}`;
+  traceTable.push('| build | step | wall ms | engine ms | git ms | server CPU ms | server CPU share |', '| --- | --- | --- | --- | --- | --- | --- |');
+  for (const [kind, label] of Object.entries(kinds)) {
+    for (const [step, t] of Object.entries(per[kind] ?? {})) {
+      const med = (k: keyof Timing) => stats(t.map((x) => x[k])).median;
+      const share = step === 'total' ? `${((100 * med('cpu_ms')) / med('wall_ms')).toFixed(1)} %` : '';
+      traceTable.push(`| ${label} | ${step} | ${ms(t.map((x) => x.wall_ms))} | ${ms(t.map((x) => x.engine_ms))} | ${ms(t.map((x) => x.git_ms))} | ${ms(t.map((x) => x.cpu_ms))} | ${share} |`);
+    }
+  }
+  process.stderr.write(`${traceTable.join('\n')}\n`);
+}
+
 /** Row 7: from "connection up" (ssh2 client ready) to the first output byte, and per-line delay of a 100 ms ticker. */
 async function latencyRow(): Promise<void> {
   const repo = new GitRepo(`bench-latency-${process.pid}`);
@@ -525,7 +576,7 @@ async function main(): Promise<void> {
   // max-builds 10: row 6 compares ten builds at once with ten baseline scripts at once.
   server = await startServer({ args: ['--max-builds', '10'] });
   const only = process.env.BENCH_ROWS?.split(',');
-  const rows: Array<[string, () => Promise<void>]> = [['1', buildRows], ['4', streamRow], ['5', largeRepoRow], ['6', parallelRow], ['6b', crowdRow], ['7', latencyRow]];
+  const rows: Array<[string, () => Promise<void>]> = [['1', buildRows], ['4', streamRow], ['5', largeRepoRow], ['6', parallelRow], ['6b', crowdRow], ['7', latencyRow], ['trace', traceRows]];
   try {
     for (const [id, fn] of rows) if (!only || only.includes(id)) await fn();
   } finally {
@@ -542,6 +593,7 @@ async function main(): Promise<void> {
     ...table,
     '',
     ...notes,
+    ...(traceTable.length ? ['', 'Where the time of one build goes (BUILDBOT_TRACE=1, medians):', '', ...traceTable] : []),
   ].join('\n');
   writeFileSync(path.join(ROOT, 'bench', 'last-run.md'), `${out}\n`);
   process.stdout.write(`${out}\n`);

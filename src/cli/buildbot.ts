@@ -22,7 +22,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   process.once('SIGTERM', cancel);
   process.once('SIGHUP', cancel);
   const log = (event: string, fields: Record<string, unknown> = {}) => {
-    if (event === 'build-internal-error' || event === 'cleanup-failed') process.stderr.write(`buildbot: ${event} ${JSON.stringify(fields)}\n`);
+    if (event === 'build-internal-error' || event === 'cleanup-failed' || event === 'build-trace') process.stderr.write(`buildbot: ${event} ${JSON.stringify(fields)}\n`);
   };
   try {
     return await runBuild(request, io, controller.signal, { config, docker: createDocker(config), log });

@@ -3,6 +3,7 @@ import type { Config } from '../config.js';
 import type { BuildContainers } from '../docker/containers.js';
 import type { UserOutput } from '../io/output.js';
 import type { BuildRequest } from '../request/types.js';
+import type { BuildTrace } from './trace.js';
 
 /** The server log: one line per event, never build output or secrets. */
 export type ServerLog = (event: string, fields?: Record<string, unknown>) => void;
@@ -20,6 +21,8 @@ export interface BuildContext {
   readonly containers: BuildContainers;
   /** Run in reverse order when the build ends, however it ends. */
   readonly cleanups: Array<() => Promise<void>>;
+  /** Set when the build is traced (BUILDBOT_TRACE=1). */
+  readonly trace?: BuildTrace;
 
   checkoutDir?: string;
   commit?: string;

@@ -10,6 +10,7 @@ import { createRedactor } from '../io/redact.js';
 import type { BuildRequest } from '../request/types.js';
 import type { BuildContext, ServerLog, Step } from './context.js';
 import { elapsed, runSteps } from './runner.js';
+import { BuildTrace, traceEngine, withTrace } from './trace.js';
 import { buildScriptStep } from './steps/build-script.js';
 import { checkoutStep } from './steps/checkout.js';
 import { imageStep } from './steps/image.js';
@@ -38,8 +39,10 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
   const log: ServerLog = services?.log ?? (() => {});
   const buildId = randomBytes(6).toString('hex');
   const docker = services?.docker ?? createDocker(config);
+  if (config.trace) traceEngine(docker);
   const ctx: BuildContext = {
     request, config, docker, signal, buildId, log,
+    trace: config.trace ? new BuildTrace() : undefined,
     out: new UserOutput(io, redactor),
     startedAt: Date.now(),
     containers: new BuildContainers(docker, {
@@ -50,7 +53,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
   log('build-start', { build: buildId, service: request.serviceId, revision: request.revision, image: request.image, tags: request.tags.join(',') });
   let exitCode = EXIT_OK;
   try {
-    await runSteps(ctx, STEPS);
+    await (ctx.trace ? withTrace(ctx.trace, () => runSteps(ctx, STEPS)) : runSteps(ctx, STEPS));
   } catch (err) {
     const failure = signal.aborted ? errors.cancelled() : err;
     exitCode = isBuildError(failure) ? failure.exitCode : EXIT_FAILURE;
@@ -63,8 +66,11 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
       log('build-internal-error', { build: buildId, stack: redactor.redact(failure instanceof Error ? failure.stack ?? message : message) });
     }
   } finally {
-    await cleanUp(ctx);
+    const cleanupDone = ctx.trace?.step('cleanup');
+    await (ctx.trace ? withTrace(ctx.trace, () => cleanUp(ctx)) : cleanUp(ctx));
+    cleanupDone?.();
   }
+  for (const timing of ctx.trace?.timings() ?? []) log('build-trace', { build: buildId, ...timing });
   log('build-end', { build: buildId, service: request.serviceId, exit: exitCode, duration_ms: Date.now() - ctx.startedAt });
   if (exitCode !== EXIT_OK) ctx.out.line(`${elapsed(ctx)} | # failed with exit code ${exitCode}`);
   await ctx.out.close();

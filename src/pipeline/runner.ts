@@ -9,6 +9,11 @@ export async function runSteps(ctx: BuildContext, steps: readonly Step[]): Promi
   for (const step of steps) {
     ctx.signal.throwIfAborted();
     ctx.out.line(`${elapsed(ctx)} | # ${step.name}: ${step.describe(ctx)}`);
-    await step.run(ctx);
+    const stepDone = ctx.trace?.step(step.name);
+    try {
+      await step.run(ctx);
+    } finally {
+      stepDone?.();
+    }
   }
 }

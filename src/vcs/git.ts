@@ -1,6 +1,7 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
+import { traced } from '../pipeline/trace.js';
 import { looksLikeCommitId, VcsCommandError, type Repository, type VcsContext } from './types.js';
 
 const FULL_COMMIT_ID = /^[0-9a-f]{40}$/i;
@@ -27,7 +28,7 @@ export function gitRepository(ctx: VcsContext): Repository {
 
   const run = async (dir: string, args: string[]): Promise<string> => {
     try {
-      return await gitAt(dir).raw(args);
+      return await traced('git', () => gitAt(dir).raw(args));
     } catch (err) {
       throw new VcsCommandError(`git ${args[0]}`, (err as Error).message);
     }
