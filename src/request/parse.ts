@@ -1,7 +1,9 @@
 import yargs from 'yargs';
 import { errors, EXIT_OK, isBuildError } from '../errors.js';
 import type { BuildIO } from '../io/output.js';
+import { createRedactor } from '../io/redact.js';
 import { loginCacheSecrets, loginCmdSecrets, parseDockerLoginCmd, parseLoginCache, swapped } from './docker-login.js';
+import { secretsInRawArguments } from './raw-secrets.js';
 import { isRegistryLike, normalizeLoginServer, splitImageName } from './registry.js';
 import type { BuildRequest, RegistryLogin } from './types.js';
 import {
@@ -45,7 +47,7 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
     .scriptName(commandName)
     .usage(`Usage: ${commandName} --service_id ID --repo URL --revision REV --image NAME --tag TAG [options]\n\nBuilds REV of the repository into an image and pushes every tag.`)
     .options(FLAGS)
-    .parserConfiguration({ 'camel-case-expansion': false, 'boolean-negation': false, 'dot-notation': false, 'parse-numbers': false, 'parse-positional-numbers': false })
+    .parserConfiguration({ 'camel-case-expansion': false, 'boolean-negation': false, 'short-option-groups': false, 'dot-notation': false, 'parse-numbers': false, 'parse-positional-numbers': false })
     .strict()
     .help('help')
     .alias('help', 'h')
@@ -55,6 +57,12 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
     .fail((message, err) => {
       throw err ?? errors.usage(rewordYargsMessage(message, argv));
     });
+
+  // Before yargs, which would name the second line of the key as an unexpected argument.
+  const wrappedKey = wrappedKeyWords(argv);
+  if (wrappedKey && !argv.includes('--help') && !argv.includes('-h')) {
+    throw errors.usage(`--repo_auth_key is followed by ${wrappedKey} more word${wrappedKey === 1 ? '' : 's'} of base64: the key was wrapped into lines (base64 without -w0) or not quoted; give it as one word: --repo_auth_key "$(base64 -w0 deploy_key)"`);
+  }
 
   let helpText: string | undefined;
   let args: Record<string, unknown>;
@@ -122,15 +130,20 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
  * code once --help was printed on stdout, or a usage error as the usage and the exact problem on stderr.
  */
 export async function requestOrExit(argv: readonly string[], env: Env, io: BuildIO): Promise<BuildRequest | number> {
+  // Taken before parsing, so that an error about any argument, however malformed, is redacted.
+  const rawSecrets = secretsInRawArguments(argv, env);
   try {
     const parsed = await parseBuildCommand(argv, env);
-    if (parsed.kind === 'build') return parsed.request;
+    if (parsed.kind === 'build') {
+      parsed.request.secrets.push(...rawSecrets);
+      return parsed.request;
+    }
     io.stdout.write(`${parsed.text}\n`);
     return EXIT_OK;
   } catch (err) {
     if (!isBuildError(err)) throw err;
     const help = (await parseBuildCommand(['--help'], {})) as { text: string };
-    io.stderr.write(`${help.text}\n\nerror: ${err.message}\n`);
+    io.stderr.write(createRedactor(rawSecrets).redact(`${help.text}\n\nerror: ${err.message}\n`));
     return err.exitCode;
   }
 }
@@ -182,6 +195,16 @@ function attachValues(argv: readonly string[]): string[] {
     }
   }
   return out;
+}
+
+/** How many base64-looking words follow the value of --repo_auth_key: the lines of a wrapped key. */
+function wrappedKeyWords(argv: readonly string[]): number {
+  const at = argv.findIndex((w) => /^--?repo_auth_key(=|$)/.test(w));
+  if (at < 0) return 0;
+  let i = argv[at].includes('=') ? at + 1 : at + 2;
+  let count = 0;
+  while (i < argv.length && /^[A-Za-z0-9+/]+=*$/.test(argv[i])) [i, count] = [i + 1, count + 1];
+  return count;
 }
 
 function rewordYargsMessage(message: string, argv: readonly string[]): string {

@@ -1,5 +1,6 @@
 import ssh2 from 'ssh2';
 import { errors } from '../errors.js';
+import { withoutCredentials } from './raw-secrets.js';
 import type { Vcs } from './types.js';
 
 const SERVICE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -27,9 +28,11 @@ export interface RepoUrl {
 
 export function validateRepoUrl(raw: string, vcsFlag: string | undefined): RepoUrl {
   const url = raw.trim();
+  // Every message shows the URL without its credentials (the redactor would catch them too).
+  const shown = withoutCredentials(url);
   const allowed = 'use ssh://[user@]host[:port]/path, user@host:path or https://host/path';
   if (!url) throw errors.invalidInput(`--repo is empty; ${allowed}`);
-  if (url.startsWith('-')) throw errors.invalidInput(`--repo "${url}" starts with "-"; ${allowed}`);
+  if (url.startsWith('-')) throw errors.invalidInput(`--repo "${shown}" starts with "-"; ${allowed}`);
   if (/[\s\x00-\x1f\x7f]/.test(url)) throw errors.invalidInput(`--repo holds white space or control characters; ${allowed}`);
   if (vcsFlag !== undefined && vcsFlag !== 'git' && vcsFlag !== 'hg') {
     throw errors.invalidInput(`--vcs "${vcsFlag}" is not known; use git or hg`);
@@ -40,27 +43,30 @@ export function validateRepoUrl(raw: string, vcsFlag: string | undefined): RepoU
     try {
       parsed = new URL(url);
     } catch {
-      throw errors.invalidInput(`--repo "${url}" is not a valid URL; ${allowed}`);
+      const hint = shown !== url ? ' (a "/", "?", "#" or "@" in the user name or password must be percent-encoded, e.g. %2F for "/")' : '';
+      throw errors.invalidInput(`--repo "${shown}" is not a valid URL${hint}; ${allowed}`);
     }
     if (parsed.protocol !== 'ssh:' && parsed.protocol !== 'https:') {
       throw errors.invalidInput(`--repo "${parsed.protocol}//…" is refused: only remote repositories are built; ${allowed}`);
     }
-    if (!parsed.hostname) throw errors.invalidInput(`--repo "${url}" names no host; ${allowed}`);
+    if (!parsed.hostname) throw errors.invalidInput(`--repo "${shown}" names no host; ${allowed}`);
   } else if (!SCP_LIKE.test(url) || url.includes('::')) {
-    throw errors.invalidInput(`--repo "${url}" is refused: local paths and transports like ext:: are not built; ${allowed}`);
+    throw errors.invalidInput(`--repo "${shown}" is refused: local paths and transports like ext:: are not built; ${allowed}`);
   }
 
   const vcs: Vcs = (vcsFlag as Vcs | undefined) ?? (parsed?.protocol === 'ssh:' && parsed.username === 'hg' ? 'hg' : 'git');
   const embeddedSecrets: string[] = [];
+  let cleanUrl = url;
   let displayUrl = url;
   let basicAuth: string | undefined;
   if (parsed?.protocol === 'https:' && (parsed.username || parsed.password)) {
     if (vcs === 'hg') {
       throw errors.invalidInput('--repo: credentials in an https URL are not supported for Mercurial (they would be on hg\'s command line); use an ssh:// URL and --repo_auth_key');
     }
-    // A token may be given as the user name alone (https://TOKEN@host/…).
-    for (const part of [parsed.username, parsed.password]) {
-      if (part) embeddedSecrets.push(part, decodeURIComponent(part));
+    // A token may be given as the user name alone (https://TOKEN@host/…); beside a password,
+    // the user name is no secret (and redacting a name like "build" would garble the output).
+    for (const part of parsed.password ? [parsed.password] : [parsed.username]) {
+      embeddedSecrets.push(part, decodeURIComponent(part));
     }
     basicAuth = Buffer.from(`${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`).toString('base64');
     embeddedSecrets.push(basicAuth);
@@ -68,8 +74,15 @@ export function validateRepoUrl(raw: string, vcsFlag: string | undefined): RepoU
     clean.username = '';
     clean.password = '';
     displayUrl = clean.toString();
+  } else if (parsed?.protocol === 'ssh:' && parsed.password) {
+    // ssh never uses it (BatchMode, key authentication only): it is dropped, and kept out of
+    // every message and image label.
+    embeddedSecrets.push(parsed.password, decodeURIComponent(parsed.password));
+    const clean = new URL(url);
+    clean.password = '';
+    cleanUrl = displayUrl = clean.toString();
   }
-  return { url, vcs, displayUrl, embeddedSecrets, basicAuth };
+  return { url: cleanUrl, vcs, displayUrl, embeddedSecrets, basicAuth };
 }
 
 export function validateRevision(rev: string): string {
