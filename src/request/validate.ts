@@ -5,8 +5,11 @@ import type { Vcs } from './types.js';
 
 const SERVICE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
+/** Whether id can name a service (so, a clone cache): never "." or "..", never a name starting with ".". */
+export const isServiceId = (id: string) => SERVICE_ID.test(id);
+
 export function validateServiceId(id: string): string {
-  if (!SERVICE_ID.test(id)) {
+  if (!isServiceId(id)) {
     throw errors.invalidInput(
       `--service_id "${id}" is not valid: use 1 to 128 letters, digits, ".", "_" or "-", starting with a letter or digit`,
     );

@@ -15,6 +15,7 @@ import { Admission } from './admission.js';
 import { loadOrCreateHostKey } from './host-key.js';
 import { removeOrphanKeys, removeOrphans } from './orphans.js';
 import { BuildQueue } from './queue.js';
+import { migrateCloneCaches } from '../pipeline/clone-cache.js';
 
 export interface RunningServer {
   address(): AddressInfo;
@@ -44,6 +45,7 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
   const docker = createDocker(config);
   const services: ServerServices = { config, docker, log, queue: new BuildQueue(config.maxBuilds) };
   await removeOrphanKeys(config.workDir, log);
+  await migrateCloneCaches(config.workDir, log);
   await removeOrphans(docker, log).catch((err: Error) => log('orphan-check-failed', { error: err.message }));
 
   const jobs = new Set<Job>();

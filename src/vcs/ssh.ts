@@ -15,7 +15,7 @@ const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /**
  * Writes the deploy key (0600, in a private directory under <work-dir>/.keys, which no build
- * context ever includes: only <work-dir>/<service_id> is packed) and builds the ssh command
+ * context ever includes: only <work-dir>/cache/<service_id> is packed) and builds the ssh command
  * for git and hg. The directory name starts with the process id, so a server that finds the
  * key of a dead process at start can remove it.
  * The known_hosts file is per service: the git host's key is pinned on the first build

@@ -83,7 +83,7 @@ describe('buildbot.sh builds and pushes', () => {
     const image = unique('broken');
     const first = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), work());
     assert.equal(first.code, 0, first.stderr);
-    removeAll(path.join(work(), image, '.git', 'objects'), path.join(work(), image, '.git', 'HEAD'));
+    removeAll(path.join(work(), 'cache', image, '.git', 'objects'), path.join(work(), 'cache', image, '.git', 'HEAD'));
     const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, tags: ['1.0.1'] }), work());
     assert.equal(res.code, 0, res.stderr);
     assert.match(res.stdout, /clone cache of .* is broken .*; cloning again/);
@@ -139,6 +139,6 @@ describe('buildbot.sh builds and pushes', () => {
     assert.equal((await registryImage(image, '1.0.0')).labels['org.opencontainers.image.revision'], commit);
     const files = await pulledFiles(`${testEnv().registry}/${image}:1.0.0`, '/www/index.html');
     assert.equal(files.get('index.html'), '<h1>from hg 1.0.0</h1>\n');
-    assert.ok(existsSync(path.join(work(), image, '.hg')), 'the clone cache is an hg clone');
+    assert.ok(existsSync(path.join(work(), 'cache', image, '.hg')), 'the clone cache is an hg clone');
   });
 });

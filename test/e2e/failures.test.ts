@@ -46,7 +46,7 @@ describe('buildbot.sh failures: the right exit code, a clear error, nothing push
     assert.equal(res.code, 2);
     assert.match(res.stderr, /^error: registry 127\.0\.0\.1:\d+ refused the login of user "buildbot-test"/m);
     assert.deepEqual(headers(res.stdout), ['login']);
-    assert.ok(!existsSync(path.join(work(), image)), 'nothing was cloned');
+    assert.ok(!existsSync(path.join(work(), 'cache', image)), 'nothing was cloned');
     assert.ok(!(res.stdout + res.stderr).includes(wrong));
   });
 

@@ -10,6 +10,7 @@ import { hgRepository } from '../../vcs/hg.js';
 import { prepareSsh } from '../../vcs/ssh.js';
 import { VcsCommandError, type Repository } from '../../vcs/types.js';
 import type { BuildContext, Step } from '../context.js';
+import { cloneCacheDir, ensureCacheRoot, migrateCloneCache } from '../clone-cache.js';
 
 export const checkoutStep: Step = {
   name: 'checkout',
@@ -27,7 +28,10 @@ export const checkoutStep: Step = {
     ctx.cleanups.push(ssh.dispose);
     const vcsContext = { sshCommand: ssh.command, env: config.toolEnv, signal: ctx.signal, basicAuth: request.repo.basicAuth };
     const repo = request.repo.vcs === 'hg' ? hgRepository(vcsContext) : gitRepository(vcsContext);
-    const dir = path.join(config.workDir, request.serviceId);
+    // Under the service lock: a cache of the old layout (<work-dir>/<service_id>) moves first.
+    await ensureCacheRoot(config.workDir);
+    if (await migrateCloneCache(config.workDir, request.serviceId)) ctx.log('clone-cache-migrated', { service: request.serviceId });
+    const dir = cloneCacheDir(config.workDir, request.serviceId);
     try {
       const { commit, fresh } = await fetchRevision(ctx, repo, dir);
       await repo.checkout(dir, commit, fresh);
