@@ -143,7 +143,8 @@ export async function requestOrExit(argv: readonly string[], env: Env, io: Build
   } catch (err) {
     if (!isBuildError(err)) throw err;
     const help = (await parseBuildCommand(['--help'], {})) as { text: string };
-    io.stderr.write(createRedactor(rawSecrets).redact(`${help.text}\n\nerror: ${err.message}\n`));
+    // The usage text is fixed: only the message about these arguments can hold one of their secrets.
+    io.stderr.write(`${help.text}\n\nerror: ${createRedactor(rawSecrets).redact(err.message)}\n`);
     return err.exitCode;
   }
 }

@@ -69,7 +69,7 @@ describe('registries: every login form users pass reaches the test registry', ()
 
   it('refuses an image whose capitalized first part docker would take for a host', async () => {
     const repo = repoWith('login', plain());
-    const args = buildArgs({ service: unique('caps'), repo: repo.url, revision: 'main', image: 'x', login: 'docker login -u u -p p' });
+    const args = buildArgs({ service: unique('caps'), repo: repo.url, revision: 'main', image: 'x', login: 'docker login -u u -p caps-test-pw' });
     args[args.indexOf('--image') + 1] = 'Regsvc/api';
     const res = await runCli(args, work());
     assert.equal(res.code, 2);
