@@ -1,12 +1,13 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { errors } from './errors.js';
+import { parseEngineTarget, type EngineTarget } from './docker/remote.js';
 
 /** The server's own settings (never a build's): defaults, then environment and flags, then validation. */
 export interface Config {
   /** Clone caches, pinned git host keys and locks live here. */
   workDir: string;
-  docker: { socketPath: string } | { host: string; port: number; protocol: 'http' | 'https' };
+  /** The engine, from DOCKER_HOST and the docker CLI's TLS variables (src/docker/remote.ts). */
+  docker: EngineTarget;
   /** How the engine is named in error messages. */
   dockerLabel: string;
   /** Network of the builder and test containers; undefined keeps the engine's default. */
@@ -27,10 +28,11 @@ export interface ConfigOverrides {
 
 export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
   const workDir = path.resolve(overrides.workDir ?? env.BUILDBOT_WORK_DIR ?? path.join(PACKAGE_ROOT, 'buildbot-work'));
-  const dockerHost = env.DOCKER_HOST || 'unix:///var/run/docker.sock';
+  const engine = parseEngineTarget(env);
   return {
     workDir,
-    ...parseDockerHost(dockerHost),
+    docker: engine.target,
+    dockerLabel: engine.label,
     buildNetwork: env.BUILDBOT_BUILD_NETWORK || undefined,
     trace: env.BUILDBOT_TRACE === '1',
     toolEnv: {
@@ -41,12 +43,4 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
       HGPLAIN: '1',
     },
   };
-}
-
-function parseDockerHost(value: string): Pick<Config, 'docker' | 'dockerLabel'> {
-  if (value.startsWith('unix://')) return { docker: { socketPath: value.slice('unix://'.length) }, dockerLabel: value.slice(7) };
-  const match = /^(tcp|http|https):\/\/([^:/]+):(\d+)\/?$/.exec(value);
-  if (!match) throw errors.usage(`DOCKER_HOST "${value}" is not understood; use unix:///path/to/docker.sock or tcp://host:port`);
-  const protocol = match[1] === 'https' ? 'https' : 'http';
-  return { docker: { host: match[2], port: Number(match[3]), protocol }, dockerLabel: value };
 }

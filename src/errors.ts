@@ -43,6 +43,9 @@ export const errors = {
       `cannot reach the Docker engine at ${where} (${detail}); start dockerd, or mount its socket into the server's container with -v /var/run/docker.sock:/var/run/docker.sock`,
     ),
 
+  remoteEngine: (where: string, detail: string, hint: string) =>
+    new BuildError('EENGINE', `cannot reach the Docker engine at ${where} (${detail}); ${hint}`),
+
   repoAuth: (repo: string) =>
     new BuildError(
       'EREPOAUTH',

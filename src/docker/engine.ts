@@ -1,9 +1,24 @@
 import Docker from 'dockerode';
 import type { Config } from '../config.js';
 import { errors } from '../errors.js';
+import { dockerodeOptions, SSH_REFUSED } from './remote.js';
 
+/** docker-modem reads these from process.env whatever it is given (and reads the certificate files they name). */
+const MODEM_ENV = ['DOCKER_HOST', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH', 'DOCKER_CLIENT_TIMEOUT', 'DOCKER_PATH_PREFIX'];
+
+/**
+ * The engine client. The configuration was read once (src/docker/remote.ts); docker-modem is
+ * built with those variables out of its sight, so that its own defaults (an http connection
+ * with DOCKER_CERT_PATH's certificates loaded, a crash on an unreadable ca.pem) cannot mix in.
+ */
 export function createDocker(config: Config): Docker {
-  return new Docker(config.docker);
+  const saved = MODEM_ENV.map((name) => [name, process.env[name]] as const);
+  for (const [name] of saved) delete process.env[name];
+  try {
+    return new Docker(dockerodeOptions(config.docker, config.toolEnv) as Docker.DockerOptions);
+  } finally {
+    for (const [name, value] of saved) if (value !== undefined) process.env[name] = value;
+  }
 }
 
 export interface StreamEvent {
@@ -82,11 +97,31 @@ export function engineMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECONNRESET', 'EHOSTUNREACH', 'ETIMEDOUT']);
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECONNRESET', 'EHOSTUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
+// Node's names for a TLS handshake that failed: the engine's certificate, or ours.
+const TLS_FAILURE = /^(ERR_TLS_|ERR_SSL_|EPROTO$|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT_IN_CHAIN$|UNABLE_TO_)/;
 
 /** Turns "cannot connect to the engine" into the catalogue's error; anything else is returned unchanged. */
 export function asEngineError(err: unknown, config: Config): unknown {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code && UNREACHABLE.has(code) && statusOf(err) === undefined) return errors.engineUnreachable(config.dockerLabel, code);
+  const message = err instanceof Error ? err.message.split('\n')[0] : String(err);
+  const remote = config.docker.kind !== 'unix';
+  if (statusOf(err) === 400 && /HTTP request to an HTTPS server/i.test(engineMessage(err))) {
+    return errors.remoteEngine(config.dockerLabel, 'the engine speaks TLS', 'set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to the directory holding ca.pem, cert.pem and key.pem');
+  }
+  const sshRefused = statusOf(err) === 502 && engineMessage(err).startsWith(SSH_REFUSED);
+  if (sshRefused) {
+    const reason = engineMessage(err).slice(SSH_REFUSED.length);
+    return errors.remoteEngine(config.dockerLabel, reason, /host key/i.test(reason)
+      ? `the engine host's SSH key is not the one pinned in ${config.docker.kind === 'ssh' ? config.docker.knownHosts : 'known_hosts'}; add it (ssh-keyscan) after checking its fingerprint, or find out why it changed`
+      : 'check that ssh to that host works with the key and user given, and that the docker CLI is installed there');
+  }
+  if (statusOf(err) !== undefined || !code) return err;
+  if (TLS_FAILURE.test(code)) {
+    return errors.remoteEngine(config.dockerLabel, `TLS: ${message}`, 'check that DOCKER_CERT_PATH holds the ca.pem that signed the engine\'s certificate (made for this host name or address) and a client cert.pem and key.pem it accepts');
+  }
+  if (UNREACHABLE.has(code)) {
+    return remote ? errors.remoteEngine(config.dockerLabel, code, 'check DOCKER_HOST and that the engine listens there') : errors.engineUnreachable(config.dockerLabel, code);
+  }
   return err;
 }

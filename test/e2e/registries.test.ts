@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { assertNoSecrets, buildArgs, headers, unique } from '../helpers/build.js';
 import { runCli } from '../helpers/cli.js';
+import { EngineSshHost, SecondEngine } from '../helpers/engine.js';
 import { testEnv } from '../helpers/env.js';
 import { suiteRepos, suiteWorkDir } from '../helpers/fixtures.js';
 import { registryTags } from '../helpers/registry.js';
@@ -74,5 +75,63 @@ describe('registries: every login form users pass reaches the test registry', ()
     const res = await runCli(args, work());
     assert.equal(res.code, 2);
     assert.match(res.stderr, /error: --image "Regsvc\/api": its first part "Regsvc" has capital letters/);
+  });
+});
+
+describe('remote engines: DOCKER_HOST as the docker CLI reads it', () => {
+  const work = suiteWorkDir();
+  const repoWith = suiteRepos();
+  const engine = new SecondEngine();
+  const sshHost = new EngineSshHost(engine.socket);
+  before(async () => {
+    await engine.start();
+    await sshHost.start();
+  });
+  after(async () => {
+    sshHost.stop();
+    await engine.stop();
+  });
+
+  const buildOn = async (env: Record<string, string>, files = plain()) => {
+    const repo = repoWith('remote', files);
+    const image = unique('remote');
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), work(), env);
+    assertNoSecrets(res.stdout, res.stderr);
+    return { res, image };
+  };
+  const imagesOnSecondEngine = () => engine.docker(['images', '--format', '{{.Repository}}:{{.Tag}}'])!.split('\n');
+
+  it('builds and pushes through a --tlsverify TCP listener with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH', async () => {
+    const { res, image } = await buildOn(engine.tlsEnv());
+    assert.equal(res.code, 0, res.stderr);
+    assert.deepEqual(await registryTags(image), ['1.0.0']);
+    assert.ok(imagesOnSecondEngine().includes(`${testEnv().registry}/${image}:1.0.0`), 'the image was built on the TLS engine');
+  });
+
+  it('reaches a bracketed IPv6 address', async (t) => {
+    if (engine.tcp6Port === undefined) return t.skip('no IPv6 loopback on this machine');
+    const { res } = await buildOn(engine.tlsEnv(engine.clientCerts, `tcp://[::1]:${engine.tcp6Port}`));
+    assert.equal(res.code, 0, res.stderr);
+  });
+
+  it('says what is wrong when TLS is missing or the certificate is not trusted', async () => {
+    const plainHttp = await buildOn({ DOCKER_HOST: `tcp://127.0.0.1:${engine.tcpPort}` });
+    assert.equal(plainHttp.res.code, 1);
+    assert.match(plainHttp.res.stderr, /error: cannot reach the Docker engine at tcp:\/\/127\.0\.0\.1:\d+ \(the engine speaks TLS\); set DOCKER_TLS_VERIFY=1/);
+    const stranger = await buildOn(engine.tlsEnv(engine.strangerCerts));
+    assert.equal(stranger.res.code, 1);
+    assert.match(stranger.res.stderr, /error: cannot reach the Docker engine at .*\(TLS, certificate verified\) \(TLS: .*\); check that DOCKER_CERT_PATH holds the ca.pem/);
+    assert.deepEqual(headers(stranger.res.stdout), ['login']);
+  });
+
+  it('builds through ssh:// with the host key pinned, and refuses a host whose key is not the pinned one', async () => {
+    const { res, image } = await buildOn(sshHost.env());
+    assert.equal(res.code, 0, res.stderr);
+    assert.deepEqual(await registryTags(image), ['1.0.0']);
+    assert.ok(imagesOnSecondEngine().includes(`${testEnv().registry}/${image}:1.0.0`), 'the image was built on the engine behind ssh');
+
+    const impostor = await buildOn(sshHost.env(sshHost.wrongKnownHosts));
+    assert.equal(impostor.res.code, 1);
+    assert.match(impostor.res.stderr, /error: cannot reach the Docker engine at ssh:\/\/.*Host key verification failed.*not the one pinned/);
   });
 });
