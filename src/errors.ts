@@ -79,15 +79,27 @@ export const errors = {
       'ENODOCKERFILE',
       'build.sh removed the Dockerfile: the image is built from the Dockerfile in what build.sh leaves in /project; keep it there, or have build.sh write one',
     ),
-  repoFile: (name: string, kind: string) =>
+  repoFile: (name: string, kind: string, where = 'the repository') =>
     new BuildError(
       'EREPOFILE',
-      `${name} in the repository is ${kind}; buildbot reads and writes only regular files for Dockerfile, build.sh, .dockerignore and VERSION (never through a link, which could point at a file of the build server), so commit ${name} as a regular file or remove it`,
+      `${name} in ${where} is ${kind}; buildbot reads and writes only regular files for Dockerfile, build.sh, .dockerignore and VERSION (never through a link, which could point at a file of the build server), so make ${name} a regular file or remove it`,
     ),
-  repoFileTooLarge: (name: string, maxBytes: number) =>
+  repoFileTooLarge: (name: string, maxBytes: number, where = 'the repository') =>
     new BuildError(
       'EREPOFILE',
-      `${name} in the repository is larger than ${maxBytes / 1024} KiB, the most buildbot reads of it; make it smaller`,
+      `${name} in ${where} is larger than ${maxBytes / 1024} KiB, the most buildbot reads of it; make it smaller`,
+    ),
+  hardLink: (name: string, target: string) =>
+    new BuildError(
+      'EHARDLINK',
+      `${name} in the build context is a hard link to ${target}, which .dockerignore (or buildbot, for .git and .hg) leaves out; copy the file instead of linking it, or stop leaving the target out`,
+    ),
+  dockerignore: (line: number, problem: string) =>
+    new BuildError('EDOCKERIGNORE', `.dockerignore line ${line} cannot be used: ${problem}`),
+  dockerignoreTooCostly: (line: number, path: string) =>
+    new BuildError(
+      'EDOCKERIGNORE',
+      `.dockerignore is too costly to match: the patterns up to line ${line} took more than the allowed work for the single path "${path.slice(0, 200)}"; use fewer or simpler patterns`,
     ),
   buildScriptWithoutImage: () =>
     new BuildError(

@@ -1,4 +1,4 @@
-import dockerignore from '@balena/dockerignore';
+import { DockerignoreMatcher } from './dockerignore.js';
 
 /** Decides, for a path relative to the context root, whether it goes into the build context. */
 export interface ContextFilter {
@@ -11,32 +11,39 @@ export interface ContextFilter {
   readonly dockerfileIgnored: boolean;
   /** Whether a directory that is itself excluded may still hold included files ("!" patterns). */
   mayIncludeBelow(relDir: string): boolean;
+  /** Matching work done so far (NFA steps), so a caller looping over many paths can yield the thread now and then. */
+  readonly steps: number;
 }
 
-/** The clone's own metadata is never context: it changes on every fetch and would defeat the layer cache. */
+/**
+ * A clone's own metadata is never context, at any depth (a nested checkout that build.sh made
+ * included): it changes on every fetch, would defeat the layer cache, and can hold credentials.
+ */
 const VCS_DIRS = new Set(['.git', '.hg']);
+const inVcsDir = (relPath: string) => relPath.split('/').some((part) => VCS_DIRS.has(part));
 
 /**
  * .dockerignore semantics as the docker CLI applies them (the daemon does not apply the file
- * to an uploaded tar): @balena/dockerignore is a port of moby's matcher. The Dockerfile is
- * always sent, since the builder reads it from the context; .dockerignore too when the
- * classic builder needs it to leave the Dockerfile out.
+ * to an uploaded tar): see dockerignore.ts. The Dockerfile is always sent, since the builder
+ * reads it from the context; .dockerignore too when the classic builder needs it to leave the
+ * Dockerfile out. A .dockerignore docker would reject, or one too costly to match, ends the
+ * build with EDOCKERIGNORE.
  */
 export function createContextFilter(dockerignoreText: string | undefined): ContextFilter {
-  const patterns = (dockerignoreText ?? '').split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
-  // The package's types declare an ES default export; at run time it is the CommonJS function on .default.
-  const matcher = dockerignore.default().add(patterns);
-  const hasExceptions = patterns.some((p) => p.startsWith('!'));
-  const dockerfileIgnored = matcher.ignores('Dockerfile');
+  const matcher = DockerignoreMatcher.parse(dockerignoreText ?? '');
+  const dockerfileIgnored = matcher.excludes('Dockerfile');
   return {
     dockerfileIgnored,
     includes(relPath) {
       if (relPath === 'Dockerfile' || (relPath === '.dockerignore' && dockerfileIgnored)) return true;
-      if (VCS_DIRS.has(relPath.split('/')[0])) return false;
-      return !matcher.ignores(relPath);
+      if (inVcsDir(relPath)) return false;
+      return !matcher.excludes(relPath);
     },
     mayIncludeBelow(relDir) {
-      return hasExceptions && !VCS_DIRS.has(relDir.split('/')[0]);
+      return !inVcsDir(relDir) && matcher.mayIncludeBelow(relDir);
+    },
+    get steps() {
+      return matcher.budget.steps;
     },
   };
 }

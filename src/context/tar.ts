@@ -4,7 +4,9 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
+import { errors } from '../errors.js';
 import type { ContextFilter } from './filter.js';
+import { REPO_FILE_MAX_BYTES } from './repo-file.js';
 
 /** tar-stream's Pack is a streamx stream; dockerode and the engine take it as a Node stream. */
 export type TarStream = NodeJS.ReadableStream & Readable;
@@ -16,7 +18,7 @@ const SMALL_FILE = 1 << 20;
  * Streams a directory as a tar, entry by entry, with paths under `prefix`. Only small files
  * are held whole; large ones go to the engine as they are read, with backpressure.
  */
-export function packDirectory(root: string, filter: ContextFilter, prefix = ''): TarStream {
+export function packDirectory(root: string, filter: ContextFilter, prefix = ''): ContextStream {
   const pack = tar.pack();
   const name = (rel: string) => (prefix ? (rel ? `${prefix}/${rel}` : prefix) : rel);
   const walk = async (rel: string): Promise<void> => {
@@ -51,53 +53,124 @@ export function packDirectory(root: string, filter: ContextFilter, prefix = ''):
     if (prefix) await addEntry(pack, { name: prefix, type: 'directory', mode: 0o755, uid: 0, gid: 0 });
     await walk('');
     pack.finalize();
-  })().catch((err: Error) => pack.destroy(err));
-  return pack as unknown as TarStream;
+  })().catch((err: Error) => {
+    (pack as unknown as ContextStream).contextError ??= err;
+    pack.destroy(err);
+  });
+  return pack as unknown as ContextStream;
 }
 
 function addEntry(pack: tar.Pack, header: Parameters<tar.Pack['entry']>[0]): Promise<void> {
   return new Promise((resolve, reject) => pack.entry(header, (err) => (err ? reject(err) : resolve())));
 }
 
+/** A build context being streamed; contextError is why it stopped early, if it did (the engine only sees a cut tar). */
+export type ContextStream = TarStream & { contextError?: Error };
+
+/** Entry types a build context keeps: devices, FIFOs and sockets have no place in one. */
+const KEPT_TYPES = new Set(['file', 'contiguous-file', 'directory', 'symlink', 'link']);
+/**
+ * Matching work (NFA steps, see dockerignore.ts) after which the repack lets the server's other
+ * clients run before the next entry: a tar chunk holds up to ~128 small entries, and without
+ * this all of them would be matched in one go.
+ */
+const YIELD_STEPS = 200_000;
+
 /**
  * Re-packs a tar from the engine (getArchive of /project, entries under "project/") as a
- * build context: the prefix is stripped and the filter applied while the bytes stream through.
+ * build context: the prefix is stripped (from hard links' targets too) and the filter applied
+ * while the bytes stream through. A hard link whose target is left out cannot be sent
+ * (its content went by unread): EHARDLINK.
  */
-export function repackArchive(source: NodeJS.ReadableStream, stripPrefix: string, filter: ContextFilter): TarStream {
+export function repackArchive(source: NodeJS.ReadableStream, stripPrefix: string, filter: ContextFilter): ContextStream {
   const extract = tar.extract();
   const pack = tar.pack();
+  const out = pack as unknown as ContextStream;
+  const fail = (err: Error) => {
+    out.contextError ??= err;
+    extract.destroy(err);
+    pack.destroy(err);
+  };
+  const innerOf = (name: string) => {
+    const rel = name.replace(/^\.?\/?/, '').replace(/\/$/, '');
+    return rel === stripPrefix ? '' : rel.startsWith(`${stripPrefix}/`) ? rel.slice(stripPrefix.length + 1) : undefined;
+  };
+  let yieldedAt = 0;
   extract.on('entry', (header, stream, next) => {
-    const rel = header.name.replace(/^\.?\/?/, '').replace(/\/$/, '');
-    const inner = rel === stripPrefix ? '' : rel.startsWith(`${stripPrefix}/`) ? rel.slice(stripPrefix.length + 1) : undefined;
-    if (!inner || !filter.includes(inner)) {
-      stream.on('end', next);
-      stream.resume();
-      return;
+    const handle = () => {
+      const inner = innerOf(header.name);
+      let keep: boolean;
+      let linkname = header.linkname;
+      try {
+        keep = !!inner && KEPT_TYPES.has(header.type ?? 'file') && filter.includes(inner);
+        if (keep && header.type === 'link') {
+          const target = innerOf(header.linkname ?? '');
+          if (!target || !filter.includes(target)) throw errors.hardLink(inner!, target ?? header.linkname ?? '?');
+          linkname = target;
+        }
+      } catch (err) {
+        fail(err as Error);
+        return;
+      }
+      if (!keep) {
+        stream.on('end', next);
+        stream.resume();
+        return;
+      }
+      const type = header.type === 'contiguous-file' ? 'file' : header.type;
+      const outHeader = { ...header, type, name: inner!, linkname, uid: 0, gid: 0, uname: undefined, gname: undefined };
+      const entry = pack.entry(outHeader, (err) => next(err ?? undefined));
+      stream.pipe(entry as unknown as NodeJS.WritableStream);
+    };
+    if (filter.steps - yieldedAt > YIELD_STEPS) {
+      yieldedAt = filter.steps;
+      setImmediate(handle);
+    } else {
+      handle();
     }
-    const outHeader = { ...header, name: inner, uid: 0, gid: 0, uname: undefined, gname: undefined };
-    const out = pack.entry(outHeader, (err) => next(err ?? undefined));
-    stream.pipe(out as unknown as NodeJS.WritableStream);
   });
   extract.on('finish', () => pack.finalize());
-  extract.on('error', (err: Error) => pack.destroy(err));
+  extract.on('error', (err: Error) => fail(err));
   (source as Readable).on('error', (err: Error) => extract.destroy(err));
   source.pipe(extract as unknown as NodeJS.WritableStream);
-  return pack as unknown as TarStream;
+  return out;
 }
 
-/** Reads one small file out of a tar stream (getArchive of a single path); a symlink reads as empty. */
-export function readSingleFile(source: NodeJS.ReadableStream): Promise<string> {
+const TAR_KINDS: Record<string, string> = {
+  directory: 'a directory', symlink: 'a symbolic link', link: 'a hard link', fifo: 'a named pipe',
+  'character-device': 'a device node', 'block-device': 'a device node',
+};
+
+/**
+ * Reads the one file of a getArchive of a single path: only the first entry, only if it is a
+ * regular file, at most maxBytes. Nothing more is read: the source is destroyed at once, so a
+ * `.dockerignore` that build.sh made a directory holding a 3 GB sparse file costs one header.
+ */
+export function readSingleFile(source: NodeJS.ReadableStream, name = '.dockerignore', where = 'what build.sh left in /project', maxBytes = REPO_FILE_MAX_BYTES): Promise<string> {
   return new Promise((resolve, reject) => {
     const extract = tar.extract();
-    const parts: Buffer[] = [];
-    extract.on('entry', (header, stream, next) => {
-      stream.on('data', (chunk: unknown) => {
-        if (header.type === 'file') parts.push(chunk as Buffer);
-      });
-      stream.on('end', next);
+    let settled = false;
+    const finish = (err: Error | undefined, text = '') => {
+      if (settled) return;
+      settled = true;
+      (source as Readable).unpipe(extract as unknown as NodeJS.WritableStream);
+      (source as Readable).destroy();
+      extract.destroy();
+      if (err) reject(err);
+      else resolve(text);
+    };
+    extract.on('entry', (header, stream) => {
+      const type = header.type ?? 'file';
+      if (type !== 'file' && type !== 'contiguous-file') return finish(errors.repoFile(name, TAR_KINDS[type] ?? 'not a regular file', where));
+      if ((header.size ?? 0) > maxBytes) return finish(errors.repoFileTooLarge(name, maxBytes, where));
+      const parts: Buffer[] = [];
+      stream.on('data', (chunk: unknown) => parts.push(chunk as Buffer));
+      stream.on('end', () => finish(undefined, Buffer.concat(parts).toString('utf8')));
+      stream.on('error', (err: Error) => finish(err));
     });
-    extract.on('finish', () => resolve(Buffer.concat(parts).toString('utf8')));
-    extract.on('error', reject);
+    extract.on('finish', () => finish(undefined, ''));
+    extract.on('error', (err: Error) => finish(err));
+    (source as Readable).on('error', (err: Error) => finish(err));
     source.pipe(extract as unknown as NodeJS.WritableStream);
   });
 }

@@ -28,14 +28,16 @@ export const imageStep: Step = {
       'org.opencontainers.image.version': ctx.metadata!.version,
       'org.opencontainers.image.created': new Date().toISOString(),
     };
-    // The builder's /project archive is requested with .dockerignore: one round trip, not two.
-    const [dockerignore, archive] = await Promise.all([
-      dockerignoreOf(ctx),
-      ctx.builder?.getArchive({ path: '/project', abortSignal: ctx.signal } as { path: string }),
-    ]);
-    const filter = createContextFilter(dockerignore);
+    // .dockerignore first, then /project: the engine locks the builder while an archive streams,
+    // and a refused .dockerignore (EDOCKERIGNORE, EREPOFILE) then leaves no archive open.
+    const filter = createContextFilter(await dockerignoreOf(ctx));
+    const archive = await ctx.builder?.getArchive({ path: '/project', abortSignal: ctx.signal } as { path: string });
     const context = archive ? repackArchive(archive, 'project', filter) : packDirectory(ctx.checkoutDir!, filter);
     if (filter.dockerfileIgnored) ctx.out.line('.dockerignore leaves out the Dockerfile: building with the classic builder, which keeps it out of the image');
+    // A context that stopped early (EDOCKERIGNORE, EHARDLINK) reaches the engine as a cut tar: its own error says more.
+    const contextFailure = (err: unknown) => {
+      throw context.contextError ?? err;
+    };
     // No authconfig: dockerode's session would hand the push credentials to every registry a
     // FROM line names. Base images are pulled anonymously, as with the classic builder.
     const stream = await ctx.docker.buildImage(context, {
@@ -46,7 +48,7 @@ export const imageStep: Step = {
       rm: true,
       forcerm: true,
       abortSignal: ctx.signal,
-    } as object);
+    } as object).catch(contextFailure);
     const progress = new BuildProgress((line) => {
       if (!NOISE.some((re) => re.test(line))) ctx.out.line(line);
     });
@@ -59,6 +61,7 @@ export const imageStep: Step = {
         if (typeof id === 'string') ctx.imageId = id;
       });
     } catch (err) {
+      if (context.contextError) throw context.contextError;
       if (!(err instanceof EngineStreamError)) throw err;
       if (/failed to read dockerfile|cannot locate specified dockerfile/i.test(err.message)) {
         // The metadata step saw a Dockerfile in the checkout: only build.sh can have taken it away.
@@ -68,6 +71,7 @@ export const imageStep: Step = {
     } finally {
       progress.flush();
     }
+    if (context.contextError) throw context.contextError;
     if (!ctx.imageId) throw errors.imageBuild('the engine reported no image id');
   },
 };
@@ -76,8 +80,8 @@ export const imageStep: Step = {
 async function dockerignoreOf(ctx: BuildContext): Promise<string | undefined> {
   if (!ctx.builder) return readRepoFile(ctx.checkoutDir!, '.dockerignore');
   return ctx.builder
-    .getArchive({ path: '/project/.dockerignore' })
-    .then((tar) => readSingleFile(tar))
+    .getArchive({ path: '/project/.dockerignore', abortSignal: ctx.signal } as { path: string })
+    .then((tar) => readSingleFile(tar, '.dockerignore', 'what build.sh left in /project'))
     .catch((err: unknown) => {
       if (statusOf(err) === 404) return undefined;
       throw err;
