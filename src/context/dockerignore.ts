@@ -122,6 +122,10 @@ export class Pattern {
   readonly cleaned: string;
   private kind: Kind = 'exact';
   private tokens: Token[] = [];
+  private literalPrefix = '';
+  // State sets of the NFA, reused: matching is synchronous, one path at a time.
+  private current = new Uint8Array(0);
+  private next = new Uint8Array(0);
 
   constructor(readonly line: number, text: string) {
     let p = goClean(text);
@@ -188,6 +192,15 @@ export class Pattern {
     // A "^" only acts as an anchor inside a regular expression; elsewhere moby compares text.
     this.kind = kind;
     this.tokens = kind === 'regexp' ? tokens : [];
+    // The expression is anchored: a path that does not begin with its leading literals cannot match.
+    let prefix = '';
+    for (const tok of this.tokens) {
+      if (tok.t !== T.Lit) break;
+      prefix += String.fromCodePoint(tok.cp);
+    }
+    this.literalPrefix = prefix;
+    this.current = new Uint8Array(2 * this.tokens.length + 2);
+    this.next = new Uint8Array(2 * this.tokens.length + 2);
   }
 
   /**
@@ -249,9 +262,11 @@ export class Pattern {
   /** Thompson simulation: the set of token positions reachable, advanced one code point at a time. */
   private run(path: string, budget: Budget): boolean {
     const n = this.tokens.length;
+    budget.steps += 1;
+    if (!path.startsWith(this.literalPrefix)) return false;
     // Positions 0..n are "before token i"; n+1+i is "inside (.*/)? of token i".
-    let current = new Uint8Array(2 * n + 2);
-    let next = new Uint8Array(2 * n + 2);
+    let current = this.current.fill(0);
+    let next = this.next;
     let pos = 0;
     const add = (set: Uint8Array, i: number) => {
       // Epsilon closure, iteratively: each position is added once.

@@ -24,6 +24,16 @@ const remote = (args: string[]) => [quote(['buildbot.sh', ...args])];
 /** The smallest repository that builds without build.sh, plus `files`. */
 const plainRepo = (files: Files = {}): Files => ({ Dockerfile: `FROM ${testEnv().busyboxImage}\nCOPY . /src\n`, ...files });
 
+/** A repository whose build.sh runs `script` in /project and whose in-image test runs `check` (sh -c) over /src. */
+const scriptRepo = (script: string, check: string, files: Files = {}): Files => ({
+  'build.sh': { mode: 0o755, content: `#!/bin/sh\n#build_inside_docker_image=${testEnv().busyboxImage}\nset -e\n${script}\n` },
+  Dockerfile: `FROM ${testEnv().busyboxImage}\n#test_in_container_entrypoint=sh -c '${check}'\nCOPY . /src\n`,
+  ...files,
+});
+
+/** The server's peak resident memory so far, in MiB (VmHWM). */
+const peakRssMiB = (pid: number) => Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+
 describe('hostile repositories: the host stays untouched, the server stays responsive', () => {
   let server: ServerProcess;
   const repoWith = suiteRepos();
@@ -66,7 +76,7 @@ describe('hostile repositories: the host stays untouched, the server stays respo
     } while (!finished);
     const res = await build.done;
     assert.ok(Math.max(...answers) < idleHelpMs + 1000, `--help took ${answers.map((ms) => ms.toFixed(0)).join(', ')} ms during the build, ${idleHelpMs.toFixed(0)} ms idle`);
-    assert.deepEqual(await registryTags(image), [], 'nothing was pushed');
+    assert.deepEqual(await registryTags(image), res.code === 0 ? ['1.0.0'] : [], 'pushed only when the build passed');
     assert.deepEqual(await buildContainers(), [], 'no container was left behind');
     assertNoSecrets(res.stdout, res.stderr, server.log());
     return res;
@@ -127,5 +137,78 @@ describe('hostile repositories: the host stays untouched, the server stays respo
     const res = await ssh(server, remote(buildArgs({ service: image, repo: repo.url, revision: 'main', image })));
     assert.equal(res.code, 0, res.stderr);
     assert.match(res.stdout, /building 1\.0\.0 of /);
+  });
+
+  it('.dockerignore `(a+)+b` with a file of 40 a\'s: matched literally in no time, as docker does', async () => {
+    const as = 'a'.repeat(40);
+    const res = await hostileBuild('regex-dockerignore', {
+      Dockerfile: `FROM ${testEnv().busyboxImage}\n#test_in_container_entrypoint=sh -c 'test -e /src/${as} && test -e /src/key1.pem && ! test -e /src/key+1.pem && ! test -e "/src/(a+)+b" && echo context-ok'\nCOPY . /src\n`,
+      '.dockerignore': '(a+)+b\nkey+1.pem\n',
+      [as]: 'x\n', '(a+)+b': 'x\n', 'key+1.pem': 'secret\n', 'key1.pem': 'x\n',
+    });
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /context-ok/);
+  });
+
+  it('a .dockerignore docker would reject, or too costly to match, is a clear error naming the line', async () => {
+    const bad = await hostileBuild('bad-dockerignore', plainRepo({ '.dockerignore': '# fine\nfoo(\nbar[\n' }));
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^error: \.dockerignore line 3 cannot be used: a character class/m);
+    const costly = await hostileBuild('costly-dockerignore', plainRepo({ '.dockerignore': `${'*a'.repeat(20_000)}b\n`, [`${'a'.repeat(200)}`]: 'x\n' }));
+    assert.equal(costly.code, 1);
+    assert.match(costly.stderr, /^error: \.dockerignore is too costly to match: the patterns up to line 1/m);
+  });
+
+  it('build.sh makes .dockerignore a directory holding a 3 GB sparse file: refused after one header, the server\'s memory stays low', async () => {
+    const res = await hostileBuild('sparse-dockerignore', scriptRepo(
+      'rm -f .dockerignore; mkdir .dockerignore; dd if=/dev/zero of=.dockerignore/x bs=1M count=1 seek=3000 2>/dev/null',
+      'true',
+    ));
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /^error: \.dockerignore in what build\.sh left in \/project is a directory; buildbot reads and writes only regular files/m);
+    const peak = peakRssMiB(server.child.pid!);
+    assert.ok(peak < 400, `the server's peak RSS is ${peak.toFixed(0)} MiB`);
+  });
+
+  it('device nodes and FIFOs that build.sh makes stay out of the context', async () => {
+    const res = await hostileBuild('special-files', scriptRepo(
+      'mkfifo fifo; mknod null-dev c 1 3; mknod blk b 7 0; echo kept > regular',
+      'test -f /src/regular && ! test -e /src/fifo && ! test -e /src/null-dev && ! test -e /src/blk && echo context-ok',
+    ));
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /context-ok/);
+  });
+
+  it('hard links inside /project are kept; one to a file .dockerignore leaves out is EHARDLINK', async () => {
+    const ok = await hostileBuild('hardlinks-ok', scriptRepo(
+      'mkdir -p d; echo linked > d/a; ln d/a b; ln d/a d/c',
+      'grep -q linked /src/b && grep -q linked /src/d/c && echo context-ok',
+    ));
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /context-ok/);
+    const leak = await hostileBuild('hardlink-leak', scriptRepo('echo s3cret > private.key; ln private.key public.txt', 'true', { '.dockerignore': 'private.key\n' }));
+    assert.equal(leak.code, 1);
+    assert.match(leak.stderr, /^error: public\.txt in the build context is a hard link to private\.key, which \.dockerignore \(or buildbot, for \.git and \.hg\) leaves out/m);
+  });
+
+  it('.git and .hg are left out at any depth, whether committed or made by build.sh', async () => {
+    const res = await hostileBuild('nested-vcs', scriptRepo(
+      'mkdir -p vendor/lib/.git; echo "url = secret" > vendor/lib/.git/config; echo code > vendor/lib/main.c',
+      '! test -e /src/.git && ! test -e /src/vendor/lib/.git && ! test -e /src/sub/.hg && test -f /src/vendor/lib/main.c && test -f /src/sub/file && echo context-ok',
+      { 'sub/.hg/hgrc': '[paths]\n', 'sub/file': 'x\n' },
+    ));
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /context-ok/);
+  });
+
+  it('a context of many files against many patterns keeps the server answering', async () => {
+    const patterns = Array.from({ length: 400 }, (_, i) => `**/*x${i}*y*z*`).join('\n');
+    const res = await hostileBuild('many-files', scriptRepo(
+      'mkdir -p many; cd many; i=0; while [ $i -lt 2000 ]; do mkdir -p d$((i % 50)); : > d$((i % 50))/file-aaaaaaaaaaaaaaaaaaaa-$i; i=$((i+1)); done',
+      'test -d /src/many/d7 && echo context-ok',
+      { '.dockerignore': `${patterns}\n` },
+    ));
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /context-ok/);
   });
 });

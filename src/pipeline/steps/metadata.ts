@@ -45,16 +45,20 @@ export const metadataStep: Step = {
  * that number. With files capped at REPO_FILE_MAX_BYTES the whole scan is linear and small.
  */
 
-function* linesOf(text: string): Generator<string> {
+/** Calls visit(line) for each line whose first non-space character is one of `firsts`; other lines cost a few comparisons. */
+function eachLine(text: string, firsts: string, visit: (line: string) => boolean | void): void {
   for (let start = 0; start <= text.length;) {
     let end = text.indexOf('\n', start);
     if (end < 0) end = text.length;
-    yield text.slice(start, end);
+    let at = start;
+    while (at < end && isSpaceCode(text.charCodeAt(at))) at++;
+    if (at < end && firsts.includes(text[at]) && visit(text.slice(start, end)) === true) return;
     start = end + 1;
   }
 }
 
-const isSpace = (ch: string | undefined) => ch !== undefined && ch !== '' && ch.trim() === '';
+const isSpaceCode = (c: number) => c === 32 || (c >= 9 && c <= 13) || (c >= 0x80 && String.fromCharCode(c).trim() === '');
+const isSpace = (ch: string | undefined) => ch !== undefined && ch !== '' && isSpaceCode(ch.charCodeAt(0));
 
 function skipSpace(line: string, at: number): number {
   while (isSpace(line[at])) at++;
@@ -72,22 +76,24 @@ function directive(line: string, key: string): string | undefined {
 
 /** The image of build.sh's first `#build_inside_docker_image=IMAGE` line (one word), if any. */
 export function builderImageOf(buildScript: string): string | undefined {
-  for (const line of linesOf(buildScript)) {
+  let image: string | undefined;
+  eachLine(buildScript, '#', (line) => {
     const value = directive(line, 'build_inside_docker_image')?.trim();
-    if (value && !/\s/.test(value)) return value;
-  }
-  return undefined;
+    if (value && !/\s/.test(value)) image = value;
+    return image !== undefined;
+  });
+  return image;
 }
 
 /** The Dockerfile's first #test_in_container_entrypoint value and the image of its last FROM line. */
 export function scanDockerfile(dockerfile: string): { testLine?: string; imageFrom?: string } {
   let testLine: string | undefined;
   let imageFrom: string | undefined;
-  for (const line of linesOf(dockerfile)) {
+  eachLine(dockerfile, '#Ff', (line) => {
     if (testLine === undefined) testLine = directive(line, 'test_in_container_entrypoint');
     const from = fromImage(line);
     if (from !== undefined) imageFrom = from;
-  }
+  });
   return { testLine, imageFrom };
 }
 
