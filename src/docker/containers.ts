@@ -1,3 +1,27 @@
+/*
+ * THE RULE: never two engine calls on one container at once, except attach beside wait.
+ *
+ * The engine holds a container's lock while an archive (GET or PUT /containers/{id}/archive)
+ * streams, until the whole tar has been read. A second call on the same container (another
+ * archive, exec, or a removal) waits for that lock; a client that waits for both answers
+ * before reading the first hangs for ever once the tar outgrows the socket buffers (~200 KB).
+ * That hung the image step for 11 minutes (issue 9): it fetched /project/.dockerignore and
+ * /project at once. So: finish reading one archive before the next call on that container
+ * (the image step reads .dockerignore whole, then asks for /project), and cancel an archive
+ * (abort its request) before removing its container. Once it happened on engine 20.10, the
+ * container stayed wedged even for inspect and rm -f until dockerd restarted.
+ *
+ * Audit (every place with engine calls on one container):
+ * - build-script step: create, putArchive (awaited, upload read to its end), then runAttached.
+ * - runAttached: attach (hijacked) is opened before start and read while wait() is pending:
+ *   the one overlap allowed. Neither takes the lock an archive takes; the docker CLI does the same.
+ * - image step: the builder's .dockerignore archive is read whole, then /project is requested.
+ * - test step: create, runAttached, remove after it returned.
+ * - cleanup (BuildContainers.removeAll): runs after the build's signal has aborted every open
+ *   request of the build; it removes different containers side by side, never one twice.
+ * - No exec anywhere.
+ * Different containers may be worked on side by side.
+ */
 import type Docker from 'dockerode';
 import type { BatchingSink, Sink } from '../io/output.js';
 import { engineMessage, followStream, statusOf } from './engine.js';

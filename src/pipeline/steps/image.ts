@@ -28,8 +28,10 @@ export const imageStep: Step = {
       'org.opencontainers.image.version': ctx.metadata!.version,
       'org.opencontainers.image.created': new Date().toISOString(),
     };
-    // .dockerignore first, then /project: the engine locks the builder while an archive streams,
-    // and a refused .dockerignore (EDOCKERIGNORE, EREPOFILE) then leaves no archive open.
+    // .dockerignore first, then /project, never both at once: the engine locks the builder while an
+    // archive streams, and /project waiting behind an unread .dockerignore hung builds (the rule
+    // heads src/docker/containers.ts). It costs one round trip. A refused .dockerignore
+    // (EDOCKERIGNORE, EREPOFILE) then leaves no archive open.
     const filter = createContextFilter(await dockerignoreOf(ctx));
     const archive = await ctx.builder?.getArchive({ path: '/project', abortSignal: ctx.signal } as { path: string });
     const context = archive ? repackArchive(archive, 'project', filter) : packDirectory(ctx.checkoutDir!, filter);
