@@ -16,6 +16,12 @@ export interface Config {
   toolEnv: Record<string, string>;
   /** BUILDBOT_TRACE=1: log where each build's time goes, per step (engine, git, own CPU). */
   trace: boolean;
+  /**
+   * Seconds an idle SSH connection to a git host stays open for the next build with the same
+   * key (src/vcs/ssh-master.ts); 0: none. Only the server sets it: a one-shot buildbot.sh would
+   * leave the connection behind.
+   */
+  gitSshPersistSeconds: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -35,6 +41,7 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
     dockerLabel: engine.label,
     buildNetwork: env.BUILDBOT_BUILD_NETWORK || undefined,
     trace: env.BUILDBOT_TRACE === '1',
+    gitSshPersistSeconds: 0,
     toolEnv: {
       PATH: env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       HOME: env.HOME ?? '/root',

@@ -30,10 +30,11 @@ const FLAGS = {
   'shutdown-grace': { type: 'string', describe: 'seconds running builds get to finish on SIGTERM (env BUILDBOT_SHUTDOWN_GRACE)' },
   'login-grace-time': { type: 'string', describe: 'seconds a connection has to authenticate (env BUILDBOT_LOGIN_GRACE_TIME)' },
   'keepalive-interval': { type: 'string', describe: 'seconds between keepalive probes of a silent client (env BUILDBOT_KEEPALIVE_INTERVAL)' },
+  'git-ssh-persist': { type: 'string', describe: 'seconds an idle SSH connection to a git host is kept for the next build with the same key; 0: off (env BUILDBOT_GIT_SSH_PERSIST)' },
   'keepalive-count': { type: 'string', describe: 'unanswered probes after which the client counts as gone and its build is cancelled (env BUILDBOT_KEEPALIVE_COUNT)' },
 } as const;
 
-export const SERVER_DEFAULTS = { listen: '127.0.0.1:2222', maxBuilds: 4, shutdownGraceSeconds: 30, loginGraceSeconds: 20, keepaliveIntervalSeconds: 15, keepaliveCount: 3 };
+export const SERVER_DEFAULTS = { listen: '127.0.0.1:2222', maxBuilds: 4, shutdownGraceSeconds: 30, loginGraceSeconds: 20, keepaliveIntervalSeconds: 15, keepaliveCount: 3, gitSshPersistSeconds: 60 };
 
 export type ServerArgs = { kind: 'help'; text: string } | { kind: 'serve'; config: ServerConfig };
 
@@ -97,6 +98,7 @@ export async function parseServerArgs(argv: readonly string[], env: Env): Promis
       // A client that vanished without a FIN (a killed CI VM, a cut network) is noticed after
       // interval x count seconds; its build is then cancelled (see server.ts).
       keepaliveIntervalMs: 1000 * positiveInteger(pick('keepalive-interval', 'BUILDBOT_KEEPALIVE_INTERVAL') ?? String(SERVER_DEFAULTS.keepaliveIntervalSeconds), '--keepalive-interval'),
+      gitSshPersistSeconds: positiveInteger(pick('git-ssh-persist', 'BUILDBOT_GIT_SSH_PERSIST') ?? String(SERVER_DEFAULTS.gitSshPersistSeconds), '--git-ssh-persist', true),
       keepaliveCountMax: positiveInteger(pick('keepalive-count', 'BUILDBOT_KEEPALIVE_COUNT') ?? String(SERVER_DEFAULTS.keepaliveCount), '--keepalive-count'),
     },
   };

@@ -16,6 +16,7 @@ import { loadOrCreateHostKey } from './host-key.js';
 import { removeOrphanKeys, removeOrphans } from './orphans.js';
 import { BuildQueue } from './queue.js';
 import { migrateCloneCaches } from '../pipeline/clone-cache.js';
+import { closeSshMasters } from '../vcs/ssh-master.js';
 
 export interface RunningServer {
   address(): AddressInfo;
@@ -46,6 +47,8 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
   const services: ServerServices = { config, docker, log, queue: new BuildQueue(config.maxBuilds) };
   await removeOrphanKeys(config.workDir, log);
   await migrateCloneCaches(config.workDir, log);
+  // Masters a previous server left (killed before its shutdown closed them) go too.
+  await closeSshMasters(config.workDir, config.toolEnv);
   await removeOrphans(docker, log).catch((err: Error) => log('orphan-check-failed', { error: err.message }));
 
   const jobs = new Set<Job>();
@@ -223,6 +226,7 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
         await allDone();
       }
       clearTimeout(timer);
+      log('git-ssh-closed', { connections: await closeSshMasters(config.workDir, config.toolEnv) });
       // Clients leave by themselves once their command has finished; give them a moment first.
       for (let waited = 0; clients.size && waited < 2000; waited += 50) await new Promise((r) => setTimeout(r, 50));
       for (const client of clients) client.end();

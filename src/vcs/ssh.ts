@@ -1,5 +1,6 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { sharingOptions } from './ssh-master.js';
 
 /** Where deploy keys live during a build: in the work dir, beside (never inside) the clone caches. */
 export const keysDir = (workDir: string) => path.join(workDir, '.keys');
@@ -21,7 +22,7 @@ const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
  * The known_hosts file is per service: the git host's key is pinned on the first build
  * (accept-new) and a changed key is refused afterwards.
  */
-export async function prepareSsh(workDir: string, serviceId: string, privateKey: string | undefined): Promise<SshSetup> {
+export async function prepareSsh(workDir: string, serviceId: string, privateKey: string | undefined, persistSeconds = 0): Promise<SshSetup> {
   const knownHostsDir = path.join(workDir, '.known_hosts');
   await mkdir(knownHostsDir, { recursive: true, mode: 0o700 });
   const knownHostsFile = path.join(knownHostsDir, serviceId);
@@ -43,6 +44,7 @@ export async function prepareSsh(workDir: string, serviceId: string, privateKey:
     '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none', '-o', 'BatchMode=yes',
     '-o', `UserKnownHostsFile=${quote(knownHostsFile)}`, '-o', 'StrictHostKeyChecking=accept-new',
     '-o', 'ConnectTimeout=30', '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=4',
+    ...(await sharingOptions(workDir, privateKey, knownHostsFile, persistSeconds)),
   ].join(' ');
   return {
     command,

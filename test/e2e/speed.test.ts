@@ -1,9 +1,30 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { quote } from 'shell-quote';
 import { assertNoSecrets, buildArgs, unique } from '../helpers/build.js';
 import { runCli } from '../helpers/cli.js';
+import { keyBase64 } from '../helpers/env.js';
 import { suiteRepos, suiteWorkDir } from '../helpers/fixtures.js';
-import { staticSite } from '../helpers/repos.js';
+import { removeAll, staticSite } from '../helpers/repos.js';
+import { ssh, startServer, type ServerProcess } from '../helpers/server.js';
+
+const remote = (args: string[]) => [quote(['buildbot.sh', ...args])];
+
+/** Processes whose command line mentions the path: OpenSSH names a master "ssh: SOCKET [mux]". */
+function processesMentioning(text: string): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      if (cmdline.includes(text)) found.push(`${pid} ${cmdline}`);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
 
 const TRACE_LINE = /^buildbot: build-trace (\{.*\})$/gm;
 
@@ -33,3 +54,63 @@ describe('speed: where the time goes, and the shortcuts that save it', () => {
     assert.doesNotMatch(plain.stderr, /build-trace/);
   });
 });
+
+describe('speed: the git host\'s SSH connection is shared, per key, while the server runs', () => {
+  let server: ServerProcess;
+  const repoWith = suiteRepos();
+  before(async () => {
+    server = await startServer({ args: ['--max-builds', '2'] });
+  });
+  after(async () => {
+    if (server.child.exitCode === null) await server.stop();
+    removeAll(server.workDir);
+  });
+  const mux = () => path.join(server.workDir, '.ssh-mux');
+
+  it('reuses a master for the same key after its key file is gone, never for another key; shutdown closes it', async () => {
+    const repo = repoWith('mux', staticSite());
+    const service = unique('mux');
+    const build = (revision: string, key?: string, tag = '1') =>
+      ssh(server, remote(buildArgs({ service, repo: repo.url, revision, image: service, tags: [tag], key: key ? keyBase64(key) : undefined })));
+
+    // The first build pins the git host's key and connects alone; the next one leaves a master behind.
+    for (const tag of ['1', '2']) {
+      const res = await build('main', undefined, tag);
+      assert.equal(res.code, 0, res.stderr);
+    }
+    const masters = processesMentioning(mux());
+    assert.equal(masters.length, 1, `one master for the key and host: ${masters.join('\n')}`);
+    assert.match(masters[0], /\[mux\]/);
+    assert.deepEqual(readdirSync(path.join(server.workDir, '.keys')), [], 'the key files are gone, the master lives on');
+    const [dir] = readdirSync(mux());
+    assert.equal(readdirSync(mux()).length, 1);
+    assert.equal(statMode(mux()), 0o700);
+    assert.equal(statMode(path.join(mux(), dir)), 0o700);
+
+    const sha = repo.commit({ 'site/index.html.in': '<h1>new @VERSION@</h1>\n' });
+    const reused = await build(sha, undefined, '3');
+    assert.equal(reused.code, 0, reused.stderr);
+    assert.equal(processesMentioning(mux()).length, 1, 'the same master served the fetch');
+
+    // A key the git host refuses, right after, to the same host, port and user, for the same service.
+    const refused = await build(repo.commit({ 'site/index.html.in': '<h1>other @VERSION@</h1>\n' }), 'stranger_ed25519', '4');
+    assert.equal(refused.code, 2, refused.stdout + refused.stderr);
+    assert.match(refused.stderr, /the git host refused the key/);
+    // Another key the host accepts gets a master of its own.
+    const rsa = await build(repo.head(), 'deploy_rsa', '5');
+    assert.equal(rsa.code, 0, rsa.stderr);
+    const withSocket = readdirSync(mux()).filter((d) => readdirSync(path.join(mux(), d)).length > 0);
+    assert.equal(withSocket.length, 2, 'each key has its own directory, and the refused key no master');
+    assert.equal(processesMentioning(mux()).length, 2);
+
+    assert.equal(await server.stop(), 0);
+    assert.match(server.log(), / git-ssh-closed connections=[12]$/m);
+    assert.ok(!existsSync(mux()), 'no control socket left');
+    assert.deepEqual(processesMentioning(mux()), [], 'no master left');
+    assertNoSecrets(server.log());
+  });
+});
+
+function statMode(p: string): number {
+  return statSync(p).mode & 0o777;
+}

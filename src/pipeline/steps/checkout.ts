@@ -24,7 +24,7 @@ export const checkoutStep: Step = {
     );
     ctx.cleanups.push(release);
 
-    const ssh = await prepareSsh(config.workDir, request.serviceId, request.repoAuthKey);
+    const ssh = await prepareSsh(config.workDir, request.serviceId, request.repoAuthKey, config.gitSshPersistSeconds);
     ctx.cleanups.push(ssh.dispose);
     const vcsContext = { sshCommand: ssh.command, env: config.toolEnv, signal: ctx.signal, basicAuth: request.repo.basicAuth };
     const repo = request.repo.vcs === 'hg' ? hgRepository(vcsContext) : gitRepository(vcsContext);
