@@ -15,11 +15,18 @@ export class BuildError extends Error {
     readonly code: string,
     message: string,
     readonly exitCode: number = EXIT_FAILURE,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; field?: string },
   ) {
     super(message, options);
     this.name = 'BuildError';
+    this.field = options?.field;
   }
+
+  /**
+   * The request field at fault, by its flag name without dashes (`repo`, `docker_login_cmd`),
+   * so each front names it its own way: `--repo` on the command line, `repo` in JSON.
+   */
+  readonly field?: string;
 }
 
 export const isBuildError = (err: unknown): err is BuildError => err instanceof BuildError;
@@ -33,6 +40,7 @@ export const errors = {
       'EREGISTRYAUTH',
       `registry ${registry} refused the login of user "${user}" (${detail}); check the username and password in --docker_login_cmd`,
       EXIT_USAGE,
+      { field: 'docker_login_cmd' },
     ),
   registryUnreachable: (registry: string, detail: string) =>
     new BuildError('EREGISTRYUNREACHABLE', `cannot reach registry ${registry} to check the login (${detail}); check that the registry of --image is up and reachable from the build server`),
@@ -51,9 +59,10 @@ export const errors = {
       'EREPOAUTH',
       `the git host refused the key for ${repo}; give a deploy key with read access to that repository in --repo_auth_key (base64 of the private key file)`,
       EXIT_USAGE,
+      { field: 'repo_auth_key' },
     ),
   repoNotFound: (repo: string, detail: string) =>
-    new BuildError('EREPONOTFOUND', `repository ${repo} was not found (${detail}); check --repo`, EXIT_USAGE),
+    new BuildError('EREPONOTFOUND', `repository ${repo} was not found (${detail}); check --repo`, EXIT_USAGE, { field: 'repo' }),
   repoUnreachable: (repo: string, detail: string) =>
     new BuildError('EREPOUNREACHABLE', `cannot reach the host of ${repo}: ${detail}`),
   hostKeyChanged: (host: string, knownHostsFile: string) =>
@@ -66,6 +75,7 @@ export const errors = {
       'EUNKNOWNREVISION',
       `revision "${revision}" does not exist in ${repo}; give a commit SHA, a branch or a tag that has been pushed`,
       EXIT_USAGE,
+      { field: 'revision' },
     ),
   vcs: (what: string, detail: string) => new BuildError('EVCS', `${what} failed: ${detail}; check --repo and --revision, and that the repository is intact on its host`),
 
@@ -128,3 +138,8 @@ export const errors = {
 
   cancelled: () => new BuildError('ECANCELLED', 'build cancelled; its containers were removed', EXIT_CANCELLED),
 };
+
+/** The field an error is about: the one it carries, or else the first flag its message names. */
+export function fieldOf(err: BuildError): string | undefined {
+  return err.field ?? /--([a-z][a-z0-9_-]*)/.exec(err.message)?.[1];
+}

@@ -1,11 +1,15 @@
 import { loadConfig } from '../config.js';
 import { createDocker } from '../docker/engine.js';
 import { EXIT_FAILURE, isBuildError } from '../errors.js';
-import { runBuild } from '../pipeline/run-build.js';
 import { requestOrExit } from '../request/parse.js';
+import { BuildService, DEFAULT_LOG_CAP_BYTES } from '../service/service.js';
+import { History } from '../service/history.js';
+import { remoteMain } from './remote.js';
+import { followAsText } from '../service/text-front.js';
 
 /** `buildbot.sh …`: one build in this process, output on this terminal, Ctrl-C cancels. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  if (argv.some((word) => word === '--server' || word.startsWith('--server='))) return remoteMain(argv, env);
   const io = { stdout: process.stdout, stderr: process.stderr };
   const request = await requestOrExit(argv, env, io);
   if (typeof request === 'number') return request;
@@ -24,8 +28,19 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const log = (event: string, fields: Record<string, unknown> = {}) => {
     if (event === 'build-internal-error' || event === 'cleanup-failed' || event === 'build-trace') process.stderr.write(`buildbot: ${event} ${JSON.stringify(fields)}\n`);
   };
+  // The same build service as the server's, for one build: the file lock in the checkout step
+  // still makes it wait for a build of its service that runs beside it.
+  const service = new BuildService({ config, docker: createDocker(config), log, maxBuilds: 1, logCapBytes: DEFAULT_LOG_CAP_BYTES });
   try {
-    return await runBuild(request, io, controller.signal, { config, docker: createDocker(config), log });
+    // Kept in the work dir's history, so a server sharing it lists local builds too.
+    new History(config.workDir, service, Number(env.BUILDBOT_HISTORY_PER_SERVICE) || 50, log);
+  } catch (err) {
+    process.stderr.write(`buildbot: the build history in ${config.workDir} cannot be written (${(err as Error).message}); building without it\n`);
+  }
+  const build = service.submit(request, 'local');
+  controller.signal.addEventListener('abort', () => service.cancel(build.id), { once: true });
+  try {
+    return await followAsText(build, io, 1);
   } finally {
     process.off('SIGINT', cancel);
     process.off('SIGTERM', cancel);

@@ -8,6 +8,22 @@ import type { BuildTrace } from './trace.js';
 /** The server log: one line per event, never build output or secrets. */
 export type ServerLog = (event: string, fields?: Record<string, unknown>) => void;
 
+/** What a build tells whoever runs it (the build service), beside its output. */
+export interface BuildHooks {
+  /** A step starts, or ends (with its duration and whether it succeeded); in order with the output. */
+  step?(name: string, phase: 'start' | 'end', info: { durationMs?: number; ok?: boolean }): void;
+  /** Once the build's output is all written: what the build ended with. */
+  finished?(outcome: BuildOutcome): void;
+}
+
+export interface BuildOutcome {
+  exitCode: number;
+  commit?: string;
+  digest?: string;
+  /** The catalogue error the build ended with (already redacted), if any. */
+  error?: { code: string; message: string };
+}
+
 /** What the steps of one build share. Steps fill in the later fields in order. */
 export interface BuildContext {
   readonly request: BuildRequest;
@@ -23,6 +39,7 @@ export interface BuildContext {
   readonly cleanups: Array<() => Promise<void>>;
   /** Set when the build is traced (BUILDBOT_TRACE=1). */
   readonly trace?: BuildTrace;
+  readonly hooks?: BuildHooks;
 
   checkoutDir?: string;
   commit?: string;

@@ -8,7 +8,7 @@ import { errors, EXIT_FAILURE, EXIT_OK, isBuildError } from '../errors.js';
 import { UserOutput, type BuildIO } from '../io/output.js';
 import { createRedactor } from '../io/redact.js';
 import type { BuildRequest } from '../request/types.js';
-import type { BuildContext, ServerLog, Step } from './context.js';
+import type { BuildContext, BuildHooks, BuildOutcome, ServerLog, Step } from './context.js';
 import { elapsed, runSteps } from './runner.js';
 import { BuildTrace, traceEngine, withTrace } from './trace.js';
 import { buildScriptStep } from './steps/build-script.js';
@@ -26,6 +26,9 @@ export interface BuildServices {
   config: Config;
   docker: Docker;
   log: ServerLog;
+  /** The id the build service gave the build; a fresh one otherwise. */
+  buildId?: string;
+  hooks?: BuildHooks;
 }
 
 /**
@@ -37,7 +40,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
   const config = services?.config ?? loadConfig({});
   const redactor = createRedactor(request.secrets);
   const log: ServerLog = services?.log ?? (() => {});
-  const buildId = randomBytes(6).toString('hex');
+  const buildId = services?.buildId ?? randomBytes(6).toString('hex');
   const docker = services?.docker ?? createDocker(config);
   if (config.trace) traceEngine(docker);
   const ctx: BuildContext = {
@@ -49,14 +52,19 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
       [LABELS.build]: buildId, [LABELS.service]: request.serviceId, [LABELS.host]: os.hostname(), [LABELS.pid]: String(process.pid),
     }),
     cleanups: [],
+    hooks: services?.hooks,
   };
   log('build-start', { build: buildId, service: request.serviceId, revision: request.revision, image: request.image, tags: request.tags.join(',') });
   let exitCode = EXIT_OK;
+  let error: BuildOutcome['error'];
   try {
     await (ctx.trace ? withTrace(ctx.trace, () => runSteps(ctx, STEPS)) : runSteps(ctx, STEPS));
   } catch (err) {
     const failure = signal.aborted ? errors.cancelled() : err;
     exitCode = isBuildError(failure) ? failure.exitCode : EXIT_FAILURE;
+    error = isBuildError(failure)
+      ? { code: failure.code, message: redactor.redact(failure.message) }
+      : { code: 'EINTERNAL', message: 'unexpected failure; the server log has the details' };
     if (isBuildError(failure)) {
       ctx.out.errorLine(`error: ${failure.message}`);
     } else {
@@ -74,6 +82,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
   log('build-end', { build: buildId, service: request.serviceId, exit: exitCode, duration_ms: Date.now() - ctx.startedAt });
   if (exitCode !== EXIT_OK) ctx.out.line(`${elapsed(ctx)} | # failed with exit code ${exitCode}`);
   await ctx.out.close();
+  services?.hooks?.finished?.({ exitCode, commit: ctx.commit, digest: ctx.digest, error });
   return exitCode;
 }
 

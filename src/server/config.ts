@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import yargs from 'yargs';
 import { loadConfig, type Config } from '../config.js';
@@ -17,6 +18,14 @@ export interface ServerConfig extends Config {
   authTimeoutMs: number;
   keepaliveIntervalMs: number;
   keepaliveCountMax: number;
+  /** The HTTP API's listener; undefined with --http-listen none. */
+  httpListen?: { host: string; port: number };
+  /** Full-access and read-only API tokens (secrets: never logged). */
+  apiTokens: string[];
+  apiReadTokens: string[];
+  /** Finished builds kept per service in the history, and the output kept per build. */
+  historyPerService: number;
+  logCapBytes: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -32,9 +41,17 @@ const FLAGS = {
   'keepalive-interval': { type: 'string', describe: 'seconds between keepalive probes of a silent client (env BUILDBOT_KEEPALIVE_INTERVAL)' },
   'git-ssh-persist': { type: 'string', describe: 'seconds an idle SSH connection to a git host is kept for the next build with the same key; 0: off (env BUILDBOT_GIT_SSH_PERSIST)' },
   'keepalive-count': { type: 'string', describe: 'unanswered probes after which the client counts as gone and its build is cancelled (env BUILDBOT_KEEPALIVE_COUNT)' },
+  'http-listen': { type: 'string', describe: 'HTTP API address, HOST:PORT, or none (env BUILDBOT_HTTP_LISTEN)' },
+  'api-token': { type: 'string', describe: 'full-access API token or @file; repeatable (env BUILDBOT_API_TOKENS, comma-separated)' },
+  'api-read-token': { type: 'string', describe: 'read-only API token or @file; repeatable (env BUILDBOT_API_READ_TOKENS, comma-separated)' },
+  'history-per-service': { type: 'string', describe: 'finished builds kept per service in the history (env BUILDBOT_HISTORY_PER_SERVICE)' },
+  'log-cap-mb': { type: 'string', describe: 'output kept per build in the history, in MB: the head and the tail (env BUILDBOT_LOG_CAP_MB)' },
 } as const;
 
-export const SERVER_DEFAULTS = { listen: '127.0.0.1:2222', maxBuilds: 4, shutdownGraceSeconds: 30, loginGraceSeconds: 20, keepaliveIntervalSeconds: 15, keepaliveCount: 3, gitSshPersistSeconds: 60 };
+export const SERVER_DEFAULTS = {
+  listen: '127.0.0.1:2222', maxBuilds: 4, shutdownGraceSeconds: 30, loginGraceSeconds: 20, keepaliveIntervalSeconds: 15, keepaliveCount: 3, gitSshPersistSeconds: 60,
+  httpListen: '127.0.0.1:8080', historyPerService: 50, logCapMb: 10,
+};
 
 export type ServerArgs = { kind: 'help'; text: string } | { kind: 'serve'; config: ServerConfig };
 
@@ -100,14 +117,52 @@ export async function parseServerArgs(argv: readonly string[], env: Env): Promis
       keepaliveIntervalMs: 1000 * positiveInteger(pick('keepalive-interval', 'BUILDBOT_KEEPALIVE_INTERVAL') ?? String(SERVER_DEFAULTS.keepaliveIntervalSeconds), '--keepalive-interval'),
       gitSshPersistSeconds: positiveInteger(pick('git-ssh-persist', 'BUILDBOT_GIT_SSH_PERSIST') ?? String(SERVER_DEFAULTS.gitSshPersistSeconds), '--git-ssh-persist', true),
       keepaliveCountMax: positiveInteger(pick('keepalive-count', 'BUILDBOT_KEEPALIVE_COUNT') ?? String(SERVER_DEFAULTS.keepaliveCount), '--keepalive-count'),
+      ...httpSettings(args, env, pick),
     },
   };
 }
 
-function parseListen(value: string): { host: string; port: number } {
+type Pick = (flag: keyof typeof FLAGS, variable: string) => string | undefined;
+
+function httpSettings(args: Record<string, unknown>, env: Env, pick: Pick) {
+  const listen = pick('http-listen', 'BUILDBOT_HTTP_LISTEN') ?? SERVER_DEFAULTS.httpListen;
+  const logCapMb = positiveInteger(pick('log-cap-mb', 'BUILDBOT_LOG_CAP_MB') ?? String(SERVER_DEFAULTS.logCapMb), '--log-cap-mb');
+  return {
+    httpListen: listen === 'none' ? undefined : parseListen(listen, '--http-listen', '127.0.0.1:8080'),
+    apiTokens: tokens(args['api-token'], env.BUILDBOT_API_TOKENS, '--api-token', 'BUILDBOT_API_TOKENS'),
+    apiReadTokens: tokens(args['api-read-token'], env.BUILDBOT_API_READ_TOKENS, '--api-read-token', 'BUILDBOT_API_READ_TOKENS'),
+    historyPerService: positiveInteger(pick('history-per-service', 'BUILDBOT_HISTORY_PER_SERVICE') ?? String(SERVER_DEFAULTS.historyPerService), '--history-per-service'),
+    logCapBytes: Math.min(logCapMb, 1024) * 1024 * 1024,
+  };
+}
+
+/**
+ * API tokens from the repeatable flag, or else the comma-separated variable; `@path` reads one
+ * from a file. Errors name the flag or file, never the token.
+ */
+function tokens(flag: unknown, variable: string | undefined, flagName: string, variableName: string): string[] {
+  const given = flag === undefined ? (variable ? variable.split(',') : []) : (Array.isArray(flag) ? flag : [flag]).map(String);
+  const source = flag === undefined ? variableName : flagName;
+  return given.map((raw) => raw.trim()).filter(Boolean).map((value) => {
+    let token = value;
+    if (value.startsWith('@')) {
+      try {
+        token = readFileSync(value.slice(1), 'utf8').trim();
+      } catch (err) {
+        throw errors.usage(`${source}: cannot read the token file ${value.slice(1)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      }
+    }
+    if (!/^[\x21-\x7e]{16,512}$/.test(token)) {
+      throw errors.usage(`${source}: a token must be 16 to 512 printable characters without spaces; make one with: openssl rand -hex 32`);
+    }
+    return token;
+  });
+}
+
+function parseListen(value: string, flag = '--listen', example = '127.0.0.1:2222 or 0.0.0.0:22'): { host: string; port: number } {
   const match = /^(?:\[([0-9a-fA-F:]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
   const port = Number(match?.[3]);
-  if (!match || port > 65535) throw errors.usage(`--listen "${value}" is not HOST:PORT, e.g. 127.0.0.1:2222 or 0.0.0.0:22`);
+  if (!match || port > 65535) throw errors.usage(`${flag} "${value}" is not HOST:PORT, e.g. ${example}`);
   return { host: match[1] ?? match[2], port };
 }
 

@@ -3,7 +3,7 @@ import net, { type AddressInfo } from 'node:net';
 import ssh2 from 'ssh2';
 import type { Connection, ServerChannel, Session } from 'ssh2';
 import { createDocker } from '../docker/engine.js';
-import { EXIT_FAILURE, EXIT_USAGE, isBuildError } from '../errors.js';
+import { errors, EXIT_FAILURE, EXIT_USAGE, isBuildError } from '../errors.js';
 import type { ServerLog } from '../pipeline/context.js';
 import { shellSplit } from '../request/shell-split.js';
 import { fingerprint, isAuthorizedKey } from './authorized-key.js';
@@ -14,12 +14,18 @@ import type { ServerConfig } from './config.js';
 import { Admission } from './admission.js';
 import { loadOrCreateHostKey } from './host-key.js';
 import { removeOrphanKeys, removeOrphans } from './orphans.js';
-import { BuildQueue } from './queue.js';
 import { migrateCloneCaches } from '../pipeline/clone-cache.js';
 import { closeSshMasters } from '../vcs/ssh-master.js';
+import { BuildService } from '../service/service.js';
+import { History } from '../service/history.js';
+import { createMetrics } from '../service/metrics.js';
+import { Tokens } from '../http/auth.js';
+import { startHttpServer, type RunningHttp } from '../http/server.js';
 
 export interface RunningServer {
   address(): AddressInfo;
+  /** The HTTP API's address; undefined with --http-listen none. */
+  httpAddress(): AddressInfo | undefined;
   hostKeyFingerprint: string;
   /** Stops accepting, lets running commands finish within the grace period, then aborts them. */
   shutdown(): Promise<void>;
@@ -44,7 +50,10 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
   const hostKey = loadOrCreateHostKey(config.hostKeyFile);
   log('host-key', { file: config.hostKeyFile, fingerprint: hostKey.fingerprint, created: hostKey.created });
   const docker = createDocker(config);
-  const services: ServerServices = { config, docker, log, queue: new BuildQueue(config.maxBuilds) };
+  const builds = new BuildService({ config, docker, log, maxBuilds: config.maxBuilds, logCapBytes: config.logCapBytes });
+  const history = new History(config.workDir, builds, config.historyPerService, log);
+  const metrics = createMetrics(builds);
+  const services: ServerServices = { config, docker, log, builds };
   await removeOrphanKeys(config.workDir, log);
   await migrateCloneCaches(config.workDir, log);
   // Masters a previous server left (killed before its shutdown closed them) go too.
@@ -203,19 +212,39 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
     });
   });
   const address = tcp.address() as AddressInfo;
+  let httpFront: RunningHttp | undefined;
+  if (config.httpListen) {
+    const { host, port } = config.httpListen;
+    try {
+      httpFront = await startHttpServer(config.httpListen, {
+        service: builds, history, log, tokens: new Tokens(config.apiTokens, config.apiReadTokens),
+        metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
+      });
+    } catch (err) {
+      tcp.close();
+      const inUse = (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
+      throw errors.usage(`--http-listen ${host}:${port}: ${inUse ? 'the address is in use' : (err as Error).message}; pick another with --http-listen, or turn the HTTP API off with --http-listen none`);
+    }
+  }
   log('listening', { addr: `${address.address}:${address.port}`, 'host-key': hostKey.fingerprint, 'max-builds': config.maxBuilds, 'ssh-crypto': sshCrypto() });
 
-  const abortAll = () => jobs.forEach((job) => job.controller.abort());
+  const abortAll = () => {
+    jobs.forEach((job) => job.controller.abort());
+    builds.abortAll();
+  };
   return {
     address: () => address,
+    httpAddress: () => httpFront?.address(),
     hostKeyFingerprint: hostKey.fingerprint,
     abortAll,
     async shutdown() {
       if (stopping) return;
       stopping = true;
+      builds.stop();
       log('shutdown', { running: jobs.size, 'grace-seconds': config.shutdownGraceMs / 1000 });
       tcp.close();
-      const allDone = () => Promise.all([...jobs].map((j) => j.done));
+      httpFront?.stopAccepting();
+      const allDone = () => Promise.all([...[...jobs].map((j) => j.done), builds.idle()]);
       let timer: NodeJS.Timeout | undefined;
       const graceOver = new Promise<'grace-over'>((resolve) => {
         timer = setTimeout(() => resolve('grace-over'), config.shutdownGraceMs);
@@ -230,6 +259,7 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
       // Clients leave by themselves once their command has finished; give them a moment first.
       for (let waited = 0; clients.size && waited < 2000; waited += 50) await new Promise((r) => setTimeout(r, 50));
       for (const client of clients) client.end();
+      await httpFront?.close();
       log('stopped');
     },
   };

@@ -10,6 +10,8 @@ export const BUILDBOT_SERVER = path.join(ROOT, 'bin', 'buildbot-server');
 export interface ServerProcess {
   child: ChildProcess;
   port: number;
+  /** The HTTP API's port (0 when it is off). */
+  httpPort: number;
   fingerprint: string;
   workDir: string;
   log(): string;
@@ -22,7 +24,9 @@ export interface ServerProcess {
 /** Starts the real bin/buildbot-server on a free loopback port and waits until it listens. */
 export async function startServer(opts: { workDir?: string; args?: string[]; env?: Record<string, string> } = {}): Promise<ServerProcess> {
   const workDir = opts.workDir ?? mkdtempSync(path.join(os.tmpdir(), 'buildbot-server-'));
-  const child = spawn(BUILDBOT_SERVER, ['--listen', '127.0.0.1:0', '--work-dir', workDir, '--authorized-key', `@${keyPath('client_ed25519.pub')}`, ...(opts.args ?? [])], {
+  // The HTTP API on a free port too: its default (8080) would collide between servers.
+  const http = opts.args?.includes('--http-listen') ? [] : ['--http-listen', '127.0.0.1:0'];
+  const child = spawn(BUILDBOT_SERVER, ['--listen', '127.0.0.1:0', '--work-dir', workDir, '--authorized-key', `@${keyPath('client_ed25519.pub')}`, ...http, ...(opts.args ?? [])], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...engineEnv(), ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -36,8 +40,9 @@ export async function startServer(opts: { workDir?: string; args?: string[]; env
   const waitForLog = (re: RegExp, timeoutMs = 30_000) => log.waitFor(re, 'the server log', timeoutMs);
   await waitForLog(/ listening addr=/);
   const match = / listening addr=[\d.]+:(\d+) host-key=(\S+)/.exec(log.text)!;
+  const httpPort = Number(/ http-listening addr=[\d.]+:(\d+)/.exec(log.text)?.[1] ?? 0);
   return {
-    child, workDir, port: Number(match[1]), fingerprint: match[2], log: () => log.text, waitForLog, exited,
+    child, workDir, port: Number(match[1]), httpPort, fingerprint: match[2], log: () => log.text, waitForLog, exited,
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null) child.kill(signal);
       return exited;

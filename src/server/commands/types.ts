@@ -2,13 +2,13 @@ import type Docker from 'dockerode';
 import type { BuildIO } from '../../io/output.js';
 import type { ServerLog } from '../../pipeline/context.js';
 import type { ServerConfig } from '../config.js';
-import type { BuildQueue } from '../queue.js';
+import type { BuildService } from '../../service/service.js';
 
 export interface ServerServices {
   config: ServerConfig;
   docker: Docker;
   log: ServerLog;
-  queue: BuildQueue;
+  builds: BuildService;
 }
 
 /** One command a client may exec; the exec string's first word picks it. */

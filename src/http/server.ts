@@ -1,0 +1,313 @@
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { isBuildError } from '../errors.js';
+import type { ServerLog } from '../pipeline/context.js';
+import type { Build } from '../service/build.js';
+import type { History } from '../service/history.js';
+import type { BuildService } from '../service/service.js';
+import { FINAL_STATUSES, type BuildRecord, type BuildStatus, type BuildSummary } from '../service/types.js';
+import { Tokens, type Access } from './auth.js';
+import { asHttpError, HttpError, readJson, requestFromJson } from './body.js';
+
+export interface HttpDeps {
+  service: BuildService;
+  history: History;
+  tokens: Tokens;
+  log: ServerLog;
+  /** Prometheus text for GET /metrics. */
+  metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Comment lines on an idle event stream, so proxies and clients know it is alive. */
+  heartbeatMs?: number;
+}
+
+export interface RunningHttp {
+  address(): AddressInfo;
+  /** Stops accepting; open streams end with their builds. */
+  stopAccepting(): void;
+  /** Closes every connection that is left. */
+  close(): Promise<void>;
+}
+
+const STATUSES: readonly BuildStatus[] = ['queued', 'running', ...FINAL_STATUSES];
+const NDJSON = 'application/x-ndjson';
+const SSE = 'text/event-stream';
+/** A reader that does not take the records it is sent is dropped past this much (it can resume). */
+const MAX_UNREAD_BYTES = 16 * 1024 * 1024;
+
+/** The HTTP front: node:http only (a handful of routes; no framework pays for itself here). */
+export async function startHttpServer(listen: { host: string; port: number }, deps: HttpDeps): Promise<RunningHttp> {
+  const server = http.createServer({ requestTimeout: 60_000, headersTimeout: 20_000, maxHeaderSize: 16 * 1024 }, (req, res) => {
+    void handle(req, res, deps).catch((err: Error) => {
+      if (err instanceof HttpError && !res.headersSent) {
+        if (err.status === 413 || err.status === 415) res.setHeader('Connection', 'close');
+        return sendError(res, err);
+      }
+      deps.log('http-internal-error', { method: req.method, path: pathOf(req), stack: err.stack ?? String(err) });
+      if (!res.headersSent) sendError(res, new HttpError(500, 'EINTERNAL', 'unexpected failure in the server; its log has the details'));
+      else res.destroy();
+    });
+  });
+  // Streams last as long as their builds; the request timeout covers receiving requests only.
+  server.timeout = 0;
+  server.maxConnections = 1024;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen.port, listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  deps.log('http-listening', { addr: `${address.address}:${address.port}`, tokens: deps.tokens.configured ? 'yes' : 'none: every API request is refused; give --api-token' });
+  return {
+    address: () => address,
+    stopAccepting: () => server.close(),
+    close: async () => {
+      server.close();
+      server.closeAllConnections();
+    },
+  };
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://buildbot');
+  const route = url.pathname;
+  if (route === '/healthz') {
+    if (!allow(req, res, ['GET', 'HEAD'])) return;
+    const stopping = deps.service.isStopping;
+    return sendJson(res, stopping ? 503 : 200, { status: stopping ? 'stopping' : 'ok' });
+  }
+  if (route === '/metrics') {
+    if (!allow(req, res, ['GET']) || !authorize(req, res, deps, 'read')) return;
+    if (!deps.metrics) throw new HttpError(404, 'ENOTFOUND', 'metrics are not served by this server');
+    const { contentType, body } = await deps.metrics();
+    res.writeHead(200, { 'Content-Type': contentType, 'Cache-Control': 'no-store' });
+    return void res.end(body);
+  }
+  if (route === '/api/v1/builds') {
+    if (!allow(req, res, ['GET', 'POST'])) return;
+    if (req.method === 'POST') {
+      if (!authorize(req, res, deps, 'full')) return;
+      return submit(req, res, url, deps);
+    }
+    if (!authorize(req, res, deps, 'read')) return;
+    return list(res, url, deps);
+  }
+  const match = /^\/api\/v1\/builds\/([^/]{1,64})(?:\/(events|log|cancel))?$/.exec(route);
+  if (!match) return sendError(res, new HttpError(404, 'ENOTFOUND', `no such resource: ${route.length > 80 ? `${route.slice(0, 80)}…` : route}; the API lives under /api/v1/builds`));
+  const [, id, action] = match;
+  if (!allow(req, res, action === 'cancel' ? ['POST'] : ['GET'])) return;
+  if (!authorize(req, res, deps, action === 'cancel' ? 'full' : 'read')) return;
+  const summary = deps.history.get(id);
+  if (!summary) return sendError(res, new HttpError(404, 'ENOTFOUND', `no build ${/^[\w-]{1,64}$/.test(id) ? id : 'with that id'}; GET /api/v1/builds lists them`));
+  if (action === 'cancel') return cancel(res, id, deps);
+  if (action === 'events') return events(req, res, url, summary, deps);
+  if (action === 'log') return logText(res, url, summary, deps);
+  return sendJson(res, 200, publicSummary(summary));
+}
+
+async function submit(req: IncomingMessage, res: ServerResponse, url: URL, deps: HttpDeps): Promise<void> {
+  let request;
+  try {
+    request = await requestFromJson(await readJson(req));
+  } catch (err) {
+    if (isBuildError(err)) throw asHttpError(err);
+    throw err;
+  }
+  if (deps.service.isStopping) return sendError(res, new HttpError(503, 'ESHUTTINGDOWN', 'the server is shutting down; try again once it is back'));
+  const build = deps.service.submit(request, 'http');
+  const location = `/api/v1/builds/${build.id}`;
+  const follow = flag(url, 'follow') || accepts(req, NDJSON);
+  deps.log('http-build', { build: build.id, follow });
+  if (!follow) {
+    res.setHeader('Location', location);
+    return sendJson(res, 202, publicSummary(build.summary));
+  }
+  res.writeHead(200, { 'Content-Type': NDJSON, Location: location, 'X-Build-Id': build.id, 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
+  // The caller's own connection holds the build's output like an SSH channel does; dropping
+  // it only stops the stream (cancelling is explicit: POST …/cancel).
+  await followLive(res, build, 0, true, (record) => `${JSON.stringify(record)}\n`);
+}
+
+function list(res: ServerResponse, url: URL, deps: HttpDeps): void {
+  const status = url.searchParams.get('status') ?? undefined;
+  if (status !== undefined && !STATUSES.includes(status as BuildStatus)) {
+    throw new HttpError(400, 'EUSAGE', `status must be one of ${STATUSES.join(', ')}`, 'status');
+  }
+  const limitText = url.searchParams.get('limit') ?? '50';
+  const limit = Number(limitText);
+  if (!/^\d{1,4}$/.test(limitText) || limit < 1 || limit > 1000) throw new HttpError(400, 'EUSAGE', 'limit must be a whole number from 1 to 1000', 'limit');
+  const serviceId = url.searchParams.get('service_id') || undefined;
+  sendJson(res, 200, { builds: deps.history.list({ serviceId, status, limit }).map(publicSummary) });
+}
+
+function cancel(res: ServerResponse, id: string, deps: HttpDeps): void {
+  const build = deps.service.get(id);
+  if (!build) {
+    const summary = deps.history.get(id)!;
+    const running = summary.exit_code === null && !FINAL_STATUSES.includes(summary.status);
+    throw new HttpError(409, 'ENOTCANCELLABLE', running
+      ? `build ${id} runs in another process (source ${summary.source}); stop that process to cancel it`
+      : `build ${id} has ended already (${summary.status})`);
+  }
+  if (!deps.service.cancel(id, 'cancelled over HTTP')) throw new HttpError(409, 'ENOTCANCELLABLE', `build ${id} has ended already (${build.status})`);
+  deps.log('http-cancel', { build: id });
+  sendJson(res, 202, publicSummary(build.summary));
+}
+
+/** Records after a seq: SSE (`id:` = seq, resume with Last-Event-ID) or NDJSON (`?after=`). */
+async function events(req: IncomingMessage, res: ServerResponse, url: URL, summary: BuildSummary, deps: HttpDeps): Promise<void> {
+  const sse = accepts(req, SSE);
+  const afterText = url.searchParams.get('after') ?? (sse ? req.headers['last-event-id'] : undefined) ?? '0';
+  if (typeof afterText !== 'string' || !/^\d{1,15}$/.test(afterText)) throw new HttpError(400, 'EUSAGE', 'after (or Last-Event-ID) must be a record seq, a whole number', 'after');
+  const after = Number(afterText);
+  res.writeHead(200, { 'Content-Type': sse ? SSE : NDJSON, 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
+  const format = sse ? (r: BuildRecord) => `id: ${r.seq}\ndata: ${JSON.stringify(r)}\n\n` : (r: BuildRecord) => `${JSON.stringify(r)}\n`;
+  if (sse) res.write('retry: 3000\n\n');
+  const heartbeat = setInterval(() => res.write(sse ? ': heartbeat\n\n' : '\n'), deps.heartbeatMs ?? 15_000);
+  try {
+    const build = deps.service.get(summary.id);
+    if (build) await followLive(res, build, after, false, format);
+    else await replayStored(res, summary, after, deps, format);
+  } finally {
+    clearInterval(heartbeat);
+  }
+}
+
+/** The output as text, both streams as produced (or one with ?stream=); ?follow=1 until the build ends. */
+async function logText(res: ServerResponse, url: URL, summary: BuildSummary, deps: HttpDeps): Promise<void> {
+  const stream = url.searchParams.get('stream') ?? undefined;
+  if (stream !== undefined && stream !== 'stdout' && stream !== 'stderr') throw new HttpError(400, 'EUSAGE', 'stream must be stdout or stderr', 'stream');
+  const headers: Record<string, string> = { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' };
+  if (flag(url, 'download')) headers['Content-Disposition'] = `attachment; filename="buildbot-${summary.service_id}-${summary.id}${stream ? `-${stream}` : ''}.log"`;
+  res.writeHead(200, headers);
+  const format = (r: BuildRecord) => {
+    if (r.type === 'output') return !stream || r.stream === stream ? r.data : '';
+    if (r.type === 'cut') return `\n[buildbot: ${r.bytes} bytes of output (${r.records} records) were cut here; the log keeps its head and tail]\n`;
+    return '';
+  };
+  const build = deps.service.get(summary.id);
+  if (build && flag(url, 'follow')) return followLive(res, build, 0, false, format);
+  if (build) {
+    for (const record of [...build.log.replay(0)]) if (!(await write(res, format(record)))) return;
+    return void res.end();
+  }
+  return replayStored(res, summary, 0, deps, format, false);
+}
+
+/**
+ * Sends a build of this process: what it kept, then live until its exit record. A blocking
+ * reader holds the build's output while its connection is slow; any other is dropped once
+ * MAX_UNREAD_BYTES wait for it. A closed connection only unsubscribes.
+ */
+function followLive(res: ServerResponse, build: Build, after: number, blocking: boolean, format: (r: BuildRecord) => string): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let unsubscribe = () => {};
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      unsubscribe();
+      if (!res.writableEnded) res.end();
+      resolve();
+    };
+    res.once('close', end);
+    unsubscribe = build.subscribe({
+      record(record) {
+        if (ended) return true;
+        const text = format(record);
+        const ok = text ? res.write(text) : true;
+        if (record.type === 'exit') end();
+        else if (!blocking && res.writableLength > MAX_UNREAD_BYTES) res.destroy();
+        return ok;
+      },
+      onDrain(resume) {
+        if (ended) return resume();
+        const go = () => {
+          res.off('drain', go);
+          res.off('close', go);
+          resume();
+        };
+        res.once('drain', go);
+        res.once('close', go);
+      },
+    }, { after, blocking });
+    if (ended) unsubscribe();
+  });
+}
+
+/** Sends the stored records of a build that is not live here, with backpressure. */
+async function replayStored(res: ServerResponse, summary: BuildSummary, after: number, deps: HttpDeps, format: (r: BuildRecord) => string, closeWithExit = true): Promise<void> {
+  let last = after;
+  let exited = false;
+  for await (const record of deps.history.replay(summary.id, after)) {
+    last = record.seq;
+    exited ||= record.type === 'exit';
+    if (!(await write(res, format(record)))) return;
+  }
+  // An abandoned build has no exit record of its own: it gets one, so every stream ends alike.
+  if (closeWithExit && !exited && summary.status === 'abandoned') {
+    await write(res, format({ seq: last + 1, time: summary.finished_at ?? new Date().toISOString(), type: 'exit', code: summary.exit_code ?? -1, status: 'abandoned' }));
+  }
+  res.end();
+}
+
+/** Writes and waits for room; false once the connection is gone. */
+function write(res: ServerResponse, text: string): Promise<boolean> {
+  if (res.destroyed) return Promise.resolve(false);
+  if (!text || res.write(text)) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve(!res.destroyed);
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
+}
+
+/** 401 without a valid token (with WWW-Authenticate), 403 for a read token where full access is needed. */
+function authorize(req: IncomingMessage, res: ServerResponse, deps: HttpDeps, need: Access): boolean {
+  const access = deps.tokens.check(req);
+  if (access === 'none') {
+    const given = req.headers.authorization !== undefined;
+    res.setHeader('WWW-Authenticate', `Bearer realm="buildbot"${given ? ', error="invalid_token"' : ''}`);
+    sendError(res, new HttpError(401, 'EUNAUTHORIZED', !deps.tokens.configured
+      ? 'this server has no API token configured, so every API request is refused; start it with --api-token (or BUILDBOT_API_TOKENS)'
+      : given ? 'the token is not valid for this server' : 'send a token: Authorization: Bearer TOKEN'));
+    return false;
+  }
+  if (need === 'full' && access !== 'full') {
+    sendError(res, new HttpError(403, 'EFORBIDDEN', 'this token is read-only; starting or cancelling builds needs a full-access token (--api-token)'));
+    return false;
+  }
+  return true;
+}
+
+function allow(req: IncomingMessage, res: ServerResponse, methods: string[]): boolean {
+  if (methods.includes(req.method ?? '')) return true;
+  res.setHeader('Allow', methods.join(', '));
+  sendError(res, new HttpError(405, 'EMETHOD', `use ${methods.join(' or ')} here`));
+  return false;
+}
+
+/** What the API shows of a build: its summary without the process that ran it. */
+function publicSummary(summary: BuildSummary): Omit<BuildSummary, 'host' | 'pid'> {
+  const { host: _host, pid: _pid, ...shown } = summary;
+  return shown;
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
+  res.end(text);
+}
+
+export function sendError(res: ServerResponse, err: HttpError): void {
+  sendJson(res, err.status, { error: { code: err.code, message: err.message, field: err.field ?? null } });
+}
+
+const flag = (url: URL, name: string) => ['1', 'true', 'yes'].includes(url.searchParams.get(name) ?? '');
+const accepts = (req: IncomingMessage, type: string) => (req.headers.accept ?? '').toLowerCase().includes(type);
+const pathOf = (req: IncomingMessage) => (req.url ?? '').split('?')[0].slice(0, 200);

@@ -1,0 +1,215 @@
+import { randomBytes } from 'node:crypto';
+import type Docker from 'dockerode';
+import type { Config } from '../config.js';
+import { EXIT_CANCELLED, EXIT_FAILURE, isBuildError } from '../errors.js';
+import { UserOutput } from '../io/output.js';
+import { createRedactor } from '../io/redact.js';
+import type { ServerLog } from '../pipeline/context.js';
+import { runBuild } from '../pipeline/run-build.js';
+import type { BuildRequest } from '../request/types.js';
+import { Build, seconds, type RecordObserver } from './build.js';
+import { BuildQueue } from './queue.js';
+import type { BuildRecord, BuildSource, BuildStatus } from './types.js';
+
+export interface BuildServiceOptions {
+  config: Config;
+  docker: Docker;
+  log: ServerLog;
+  /** Builds running at once; the rest wait in line. */
+  maxBuilds: number;
+  /** Output kept per build (head and tail); the middle of a larger log is cut. */
+  logCapBytes: number;
+}
+
+/** Hears of builds as they are submitted and as their records come (history, metrics). */
+export interface BuildObserver {
+  submitted?(build: Build): void;
+  /** `bytes`: the raw bytes of an output record. */
+  record?(build: Build, record: BuildRecord, bytes?: Buffer): void;
+}
+
+export const DEFAULT_LOG_CAP_BYTES = 10 * 1024 * 1024;
+
+/**
+ * The one place builds happen, whatever front asked: it gives each build its id before it
+ * queues, keeps it in line for a slot, runs it, tells its records to followers and
+ * observers, cancels it and stops everything on shutdown. Fronts (SSH, HTTP, the local
+ * command) turn requests into submit() and records into bytes.
+ */
+export class BuildService {
+  readonly queue: BuildQueue;
+  private readonly builds = new Map<string, Build>();
+  private readonly observers: BuildObserver[] = [];
+  private stopping = false;
+  /**
+   * Whether a finished build stays in memory until release(): set by the history, which
+   * releases it once stored. Otherwise it is forgotten when it ends.
+   */
+  retainFinished = false;
+
+  constructor(private readonly options: BuildServiceOptions) {
+    this.queue = new BuildQueue(options.maxBuilds);
+  }
+
+  get maxBuilds(): number {
+    return this.options.maxBuilds;
+  }
+
+  get isStopping(): boolean {
+    return this.stopping;
+  }
+
+  observe(observer: BuildObserver): void {
+    this.observers.push(observer);
+  }
+
+  /** Starts a build: it is queued at once and runs when its turn comes. */
+  submit(request: BuildRequest, source: BuildSource): Build {
+    const id = newBuildId();
+    const onRecord: RecordObserver = (build, record, bytes) => {
+      for (const observer of this.observers) observer.record?.(build, record, bytes);
+    };
+    const build = new Build(id, request, source, this.options.logCapBytes, onRecord);
+    this.builds.set(id, build);
+    for (const observer of this.observers) observer.submitted?.(build);
+    this.options.log('build-queued', { build: id, service: request.serviceId, source });
+    void this.run(build).finally(() => {
+      if (!this.retainFinished) this.builds.delete(id);
+    });
+    return build;
+  }
+
+  get(id: string): Build | undefined {
+    return this.builds.get(id);
+  }
+
+  /** The builds of this process: running and queued, and finished ones not yet released. */
+  all(): Build[] {
+    return [...this.builds.values()];
+  }
+
+  /** Cancels a queued or running build; false when it has ended already. */
+  cancel(id: string, reason = 'cancelled'): boolean {
+    const build = this.builds.get(id);
+    if (!build || build.summary.exit_code !== null) return false;
+    build.cancelReason ??= reason;
+    build.controller.abort();
+    return true;
+  }
+
+  get counts(): { running: number; queued: number } {
+    let running = 0;
+    let queued = 0;
+    for (const build of this.builds.values()) {
+      if (build.status === 'running') running++;
+      else if (build.status === 'queued') queued++;
+    }
+    return { running, queued };
+  }
+
+  /** Resolves when no build is queued or running. */
+  async idle(): Promise<void> {
+    for (;;) {
+      const live = this.all().filter((b) => b.summary.exit_code === null);
+      if (!live.length) return;
+      await Promise.all(live.map((b) => b.done));
+    }
+  }
+
+  /** Refuses new builds from now on. */
+  stop(): void {
+    this.stopping = true;
+  }
+
+  abortAll(): void {
+    for (const build of this.builds.values()) this.cancel(build.id, 'the server is stopping');
+  }
+
+  private async run(build: Build): Promise<void> {
+    const { request } = build;
+    const signal = build.controller.signal;
+    // The service's own lines (cancelled while waiting) pass the same redacting writer.
+    const out = new UserOutput(build.io, createRedactor(request.secrets));
+    let release: (() => void) | undefined;
+    try {
+      release = await this.queue.acquire(
+        request.serviceId, signal,
+        (place) => build.emit({ type: 'queued', place, waiting_for: 'slot' }),
+        () => build.emit({ type: 'queued', place: this.servicePlace(build), waiting_for: 'service' }),
+      );
+    } catch {
+      out.errorLine('error: build cancelled while it waited in line');
+      await out.close();
+      build.finish(EXIT_CANCELLED, 'cancelled');
+      this.options.log('build-cancelled', { build: build.id, service: request.serviceId, while: 'queued' });
+      return;
+    }
+    let code: number;
+    try {
+      await out.close();
+      build.summary.status = 'running';
+      build.summary.started_at = new Date().toISOString();
+      code = await runBuild(request, build.io, signal, {
+        config: this.options.config,
+        docker: this.options.docker,
+        log: this.options.log,
+        buildId: build.id,
+        hooks: {
+          step: (name, phase, info) => {
+            if (phase === 'start') {
+              build.summary.steps.push({ name, started_at: new Date().toISOString() });
+              build.emit({ type: 'step', name, phase });
+            } else {
+              const step = [...build.summary.steps].reverse().find((s) => s.name === name);
+              const duration = seconds(info.durationMs ?? 0);
+              if (step) Object.assign(step, { duration, ok: info.ok });
+              build.emit({ type: 'step', name, phase, duration, ok: info.ok });
+            }
+          },
+          finished: (outcome) => {
+            build.summary.commit = outcome.commit;
+            build.summary.digest = outcome.digest;
+            build.summary.error = outcome.error;
+          },
+        },
+      });
+    } catch (err) {
+      // runBuild reports every failure itself; anything else is the server's own bug.
+      this.options.log('build-internal-error', { build: build.id, stack: (err as Error).stack ?? String(err) });
+      const lastWords = new UserOutput(build.io, createRedactor(request.secrets));
+      lastWords.errorLine('error: unexpected failure in the server; its log has the details');
+      await lastWords.close();
+      code = isBuildError(err) ? err.exitCode : EXIT_FAILURE;
+    } finally {
+      release?.();
+    }
+    build.finish(code, statusOf(code, signal.aborted));
+  }
+
+  /** How many builds of the same service are ahead of this one. */
+  private servicePlace(build: Build): number {
+    let ahead = 0;
+    for (const other of this.builds.values()) {
+      if (other === build) break;
+      if (other.summary.service_id === build.summary.service_id && other.summary.exit_code === null) ahead++;
+    }
+    return Math.max(ahead, 1);
+  }
+
+  /** Forgets a finished build (the history has stored it). */
+  release(id: string): void {
+    if (this.builds.get(id)?.summary.exit_code !== null) this.builds.delete(id);
+  }
+}
+
+function statusOf(code: number, aborted: boolean): BuildStatus {
+  if (code === 0) return 'succeeded';
+  return aborted && code === EXIT_CANCELLED ? 'cancelled' : 'failed';
+}
+
+/** Sortable by creation time (base-36 milliseconds), unguessable enough to not collide. */
+export function newBuildId(): string {
+  return `${Date.now().toString(36).padStart(9, '0')}${randomBytes(4).toString('hex')}`;
+}
+
+export const BUILD_ID = /^[0-9a-z]{9}[0-9a-f]{8}$/;
