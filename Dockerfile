@@ -33,7 +33,7 @@ COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist/src ./dist/src
 RUN ln -s /opt/buildbot/bin/buildbot.sh /usr/local/bin/buildbot.sh \
  && ln -s /opt/buildbot/bin/buildbot-server /usr/local/bin/buildbot-server
-ENV BUILDBOT_LISTEN=0.0.0.0:22 BUILDBOT_WORK_DIR=/buildbot-work NODE_ENV=production
-EXPOSE 22
+ENV BUILDBOT_LISTEN=0.0.0.0:22 BUILDBOT_HTTP_LISTEN=0.0.0.0:8080 BUILDBOT_WORK_DIR=/buildbot-work NODE_ENV=production
+EXPOSE 22 8080
 VOLUME /buildbot-work
 ENTRYPOINT ["buildbot-server"]
