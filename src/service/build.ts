@@ -1,9 +1,8 @@
 import os from 'node:os';
-import { StringDecoder } from 'node:string_decoder';
 import type { BuildIO, Sink } from '../io/output.js';
 import type { BuildRequest } from '../request/types.js';
 import { RecordLog } from './record-log.js';
-import type { BuildRecord, BuildSource, BuildStatus, BuildSummary, OutputStream } from './types.js';
+import type { BuildRecord, BuildSource, BuildStatus, BuildSummary, OutputRecord, OutputStream } from './types.js';
 
 /**
  * Takes a build's records. A follower that returns false from record() is full: a blocking
@@ -36,7 +35,8 @@ export class Build {
   private readonly subscriptions = new Set<Subscription>();
   private readonly full = new Set<Subscription>();
   private drainWaiters: Array<() => void> = [];
-  private readonly decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+  /** The last bytes of a character that a write cut in two, per stream, until the next write completes it. */
+  private readonly partial = { stdout: EMPTY, stderr: EMPTY };
   private resolveDone!: (code: number) => void;
   /** The exit code, once the exit record has been sent. */
   readonly done = new Promise<number>((resolve) => (this.resolveDone = resolve));
@@ -96,6 +96,10 @@ export class Build {
   /** Adds a record: numbered, kept, sent to the followers and observers. */
   emit<R extends BuildRecord>(fields: DistributiveOmit<R, 'seq' | 'time'>, bytes?: Buffer): boolean {
     const record = { seq: ++this.seq, time: new Date().toISOString(), ...fields } as BuildRecord;
+    return this.send(record, bytes);
+  }
+
+  private send(record: BuildRecord, bytes?: Buffer): boolean {
     this.log.append(record);
     this.observe(this, record, bytes);
     let room = true;
@@ -112,8 +116,9 @@ export class Build {
   /** Ends the build's record stream with the exit record. */
   finish(code: number, status: BuildStatus): void {
     for (const stream of ['stdout', 'stderr'] as const) {
-      const rest = this.decoders[stream].end();
-      if (rest) this.emit({ type: 'output', stream, data: rest }, Buffer.from(rest));
+      const rest = this.partial[stream];
+      this.partial[stream] = EMPTY;
+      if (rest.length) this.send(new OutputChunk(++this.seq, stream, rest), rest);
     }
     this.summary.status = status;
     this.summary.exit_code = code;
@@ -130,10 +135,15 @@ export class Build {
   private sink(stream: OutputStream): Sink {
     return {
       write: (chunk) => {
-        const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+        let bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
         if (!bytes.length) return true;
         this.summary.output_bytes[stream] += bytes.length;
-        return this.emit({ type: 'output', stream, data: this.decoders[stream].write(bytes) }, bytes);
+        if (this.partial[stream].length) bytes = Buffer.concat([this.partial[stream], bytes]);
+        const whole = completeCharacters(bytes);
+        this.partial[stream] = whole < bytes.length ? Buffer.from(bytes.subarray(whole)) : EMPTY;
+        if (!whole) return true;
+        const part = whole < bytes.length ? bytes.subarray(0, whole) : bytes;
+        return this.send(new OutputChunk(++this.seq, stream, part), part);
       },
       once: (_event, listener) => {
         if (this.full.size === 0) listener();
@@ -155,5 +165,38 @@ export class Build {
 }
 
 export const seconds = (ms: number) => Math.round(ms) / 1000;
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * An output record over the bytes as they came: the text is decoded only when someone reads it
+ * (a JSON reader, the stored log), so the SSH path, which passes bytes on, pays nothing for it.
+ * Chunks end on whole characters (see completeCharacters), so each decodes on its own.
+ */
+export class OutputChunk implements OutputRecord {
+  readonly type = 'output' as const;
+  readonly time = new Date().toISOString();
+
+  constructor(readonly seq: number, readonly stream: OutputStream, readonly bytes: Buffer) {}
+
+  get data(): string {
+    return this.bytes.toString('utf8');
+  }
+
+  toJSON(): OutputRecord {
+    return { seq: this.seq, time: this.time, type: 'output', stream: this.stream, data: this.data };
+  }
+}
+
+/** How many leading bytes hold only whole UTF-8 characters: a character cut at the end waits for its rest. */
+export function completeCharacters(bytes: Buffer): number {
+  let start = bytes.length - 1;
+  // Back over at most three continuation bytes to the lead byte of the last character.
+  while (start >= 0 && bytes.length - start <= 3 && (bytes[start] & 0xc0) === 0x80) start--;
+  if (start < 0) return bytes.length;
+  const lead = bytes[start];
+  const length = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+  return bytes.length - start < length && lead >= 0xc0 && lead < 0xf8 ? start : bytes.length;
+}
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

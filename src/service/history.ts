@@ -114,13 +114,15 @@ export class History {
     for (const kept of build.log.replay(writer.written)) writer.stream.write(`${JSON.stringify(kept)}\n`);
     this.writers.delete(build.id);
     const summary = { ...build.summary };
-    writer.stream.end(() => {
+    // 'close' follows a finish and an error alike: a full disk must not keep the build in memory.
+    writer.stream.once('close', () => {
       void this.saveSummary(summary).then(() => {
         this.index.set(build.id, summary);
         this.service.release(build.id);
         return this.prune(summary.service_id);
       });
     });
+    writer.stream.end();
   }
 
   /** Writes a summary whole (a rename, so a reader never sees half of one), one write per build at a time. */

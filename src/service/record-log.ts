@@ -21,7 +21,7 @@ export class RecordLog {
   constructor(private readonly capBytes: number) {}
 
   append(record: BuildRecord): void {
-    const size = record.type === 'output' ? record.data.length : 0;
+    const size = sizeOf(record);
     if (!this.cutting && this.headBytes + size <= this.capBytes / 2) {
       this.head.push(record);
       this.headBytes += size;
@@ -32,7 +32,7 @@ export class RecordLog {
     this.tailBytes += size;
     while (this.tailBytes > this.capBytes / 2 && this.tailStart < this.tail.length) {
       const oldest = this.tail[this.tailStart++];
-      const bytes = oldest.type === 'output' ? oldest.data.length : 0;
+      const bytes = sizeOf(oldest);
       this.tailBytes -= bytes;
       this.cutBytes += bytes;
       this.cutRecords++;
@@ -61,4 +61,11 @@ export class RecordLog {
   get headClosed(): boolean {
     return this.cutting;
   }
+}
+
+/** Output bytes a record holds, without decoding a chunk that carries its bytes. */
+function sizeOf(record: BuildRecord): number {
+  if (record.type !== 'output') return 0;
+  const { bytes } = record as { bytes?: Buffer };
+  return bytes ? bytes.length : Buffer.byteLength(record.data);
 }
