@@ -501,6 +501,64 @@ async function traceRows(): Promise<void> {
   process.stderr.write(`${traceTable.join('\n')}\n`);
 }
 
+const BENCH_TOKEN = `bench-${randomBytes(16).toString('hex')}`;
+
+/**
+ * Row 8: the same 200 MB build followed over HTTP (the real `buildbot.sh --server`, NDJSON) and
+ * over SSH (the OpenSSH client), runs interleaved: time to the first output byte from spawn,
+ * throughput between START and END, and our server's CPU per MB meanwhile.
+ */
+async function httpRow(): Promise<void> {
+  const lines = Math.round((STREAM_MB * 1_000_000) / 10);
+  const repo = new GitRepo(`bench-http-${process.pid}`);
+  repo.commit({
+    ...staticSite(),
+    'build.sh': { mode: 0o755, content: `#!/bin/sh\n#build_inside_docker_image=${env.busyboxImage}\nset -e\nmkdir -p public && echo x > public/index.html\nseq -w 1 ${lines} > /tmp/out.txt\necho START\ncat /tmp/out.txt\necho END\n` },
+  });
+  type Who = 'ssh' | 'http';
+  const result: Record<Who, { first: number[]; mbps: number[]; serverCpu: number[]; clientCpu: number[] }> = {
+    ssh: { first: [], mbps: [], serverCpu: [], clientCpu: [] }, http: { first: [], mbps: [], serverCpu: [], clientCpu: [] },
+  };
+  const base = { PATH: process.env.PATH, HOME: process.env.HOME, ...engineEnv() };
+  for (let i = 0; i < RUNS; i++) {
+    for (const who of (i % 2 ? ['http', 'ssh'] : ['ssh', 'http']) as Who[]) {
+      const args = benchArgs({ service: `http-${who}`, repo: repo.url, revision: 'main', image: image('http', 'ours-ssh'), tags: [`${who}${i}`] });
+      const [cmd, argv, childEnv] = who === 'ssh'
+        ? ['ssh', [...sshBase, '-p', String(server.port), 'root@127.0.0.1', quote(['buildbot.sh', ...args])], base]
+        : [path.join(ROOT, 'bin/buildbot.sh'), ['--server', `http://127.0.0.1:${server.httpPort}`, ...args], { ...base, BUILDBOT_TOKEN: BENCH_TOKEN }];
+      const r = await new Promise<{ code: number | null; first: number } & ReturnType<StreamMarks['result']>>((resolve, reject) => {
+        const t0 = performance.now();
+        const child = spawn(cmd, argv as string[], { env: childEnv as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+        const marks = new StreamMarks({ server: () => processCpuMs(server.child.pid!), client: () => processCpuMs(child.pid!) });
+        let first: number | undefined;
+        child.stdout.on('data', (chunk: Buffer) => {
+          first ??= performance.now() - t0;
+          marks.feed(chunk);
+        });
+        child.stderr.resume();
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, first: first ?? NaN, ...marks.result() }));
+      });
+      if (r.code !== 0 || !r.streamMs || !r.payloadBytes) {
+        notes.push(`Row 8: the ${who} build of run ${i} exited ${r.code}.`);
+        continue;
+      }
+      const mbs = r.payloadBytes / 1e6;
+      result[who].first.push(r.first);
+      result[who].mbps.push(mbs / (r.streamMs / 1000));
+      result[who].serverCpu.push((r.streamCpuMs?.server ?? NaN) / mbs);
+      result[who].clientCpu.push((r.streamCpuMs?.client ?? NaN) / mbs);
+    }
+  }
+  repo.dispose();
+  const med = (v: number[]) => (v.length ? stats(v).median : NaN);
+  const [s, h] = [result.ssh, result.http];
+  const cell = (x: typeof s) => `${med(x.mbps).toFixed(0)} MB/s; first byte ${med(x.first).toFixed(0)} ms; server ${med(x.serverCpu).toFixed(1)} ms CPU/MB`;
+  row([`8. ${STREAM_MB} MB of output followed over HTTP (buildbot.sh --server) vs SSH`, '–', '–', cell(s), `HTTP: ${cell(h)}`, '–',
+    `HTTP/SSH throughput ${(med(h.mbps) / med(s.mbps)).toFixed(2)}`, 'HTTP not slower than SSH', med(h.mbps) >= med(s.mbps) ? 'met' : 'missed']);
+  notes.push(`Row 8: client CPU per MB (medians): ssh ${med(s.clientCpu).toFixed(1)} ms, buildbot.sh --server ${med(h.clientCpu).toFixed(1)} ms. First byte is from spawning the client (node starts slower than ssh).`);
+}
+
 /** Row 7: from "connection up" (ssh2 client ready) to the first output byte, and per-line delay of a 100 ms ticker. */
 async function latencyRow(): Promise<void> {
   const repo = new GitRepo(`bench-latency-${process.pid}`);
@@ -574,9 +632,9 @@ async function main(): Promise<void> {
   rmSync(localWork, { recursive: true, force: true });
   for (const dir of Object.values(scriptWork)) rmSync(dir, { recursive: true, force: true });
   // max-builds 10: row 6 compares ten builds at once with ten baseline scripts at once.
-  server = await startServer({ args: ['--max-builds', '10'] });
+  server = await startServer({ args: ['--max-builds', '10', '--api-token', BENCH_TOKEN] });
   const only = process.env.BENCH_ROWS?.split(',');
-  const rows: Array<[string, () => Promise<void>]> = [['1', buildRows], ['4', streamRow], ['5', largeRepoRow], ['6', parallelRow], ['6b', crowdRow], ['7', latencyRow], ['trace', traceRows]];
+  const rows: Array<[string, () => Promise<void>]> = [['1', buildRows], ['4', streamRow], ['5', largeRepoRow], ['6', parallelRow], ['6b', crowdRow], ['7', latencyRow], ['http', httpRow], ['trace', traceRows]];
   try {
     for (const [id, fn] of rows) if (!only || only.includes(id)) await fn();
   } finally {
