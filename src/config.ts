@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildLimitsFrom, type BuildLimits } from './docker/limits.js';
 import { parseEngineTarget, type EngineTarget } from './docker/remote.js';
 
 /** The server's own settings (never a build's): defaults, then environment and flags, then validation. */
@@ -12,6 +13,8 @@ export interface Config {
   dockerLabel: string;
   /** Network of the builder and test containers; undefined keeps the engine's default. */
   buildNetwork?: string;
+  /** Memory and process limits of the builder and test containers (src/docker/limits.ts). */
+  buildLimits: BuildLimits;
   /** The environment git, hg and ssh run with: only what they need, none of the server's secrets. */
   toolEnv: Record<string, string>;
   /** BUILDBOT_TRACE=1: log where each build's time goes, per step (engine, git, own CPU). */
@@ -30,6 +33,9 @@ export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.
 
 export interface ConfigOverrides {
   workDir?: string;
+  /** --build-memory / --build-pids of the server, over BUILDBOT_BUILD_MEMORY / BUILDBOT_BUILD_PIDS. */
+  buildMemory?: { value: string; setting: string };
+  buildPids?: { value: string; setting: string };
 }
 
 export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
@@ -40,6 +46,10 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
     docker: engine.target,
     dockerLabel: engine.label,
     buildNetwork: env.BUILDBOT_BUILD_NETWORK || undefined,
+    buildLimits: buildLimitsFrom(overrides.buildMemory?.value ?? env.BUILDBOT_BUILD_MEMORY, overrides.buildPids?.value ?? env.BUILDBOT_BUILD_PIDS, {
+      memory: overrides.buildMemory?.setting ?? 'BUILDBOT_BUILD_MEMORY',
+      pids: overrides.buildPids?.setting ?? 'BUILDBOT_BUILD_PIDS',
+    }),
     trace: env.BUILDBOT_TRACE === '1',
     gitSshPersistSeconds: 0,
     toolEnv: {

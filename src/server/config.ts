@@ -33,6 +33,8 @@ type Env = Readonly<Record<string, string | undefined>>;
 const FLAGS = {
   listen: { type: 'string', describe: 'address to listen on, HOST:PORT (env BUILDBOT_LISTEN)' },
   'work-dir': { type: 'string', describe: 'clone caches, pinned git host keys and the host key (env BUILDBOT_WORK_DIR)' },
+  'build-memory': { type: 'string', describe: 'memory of each builder and test container, e.g. 4g, 512m; 0 = no limit (env BUILDBOT_BUILD_MEMORY, default 4g)' },
+  'build-pids': { type: 'string', describe: 'processes at once in each builder and test container; 0 = no limit (env BUILDBOT_BUILD_PIDS, default 4096)' },
   'authorized-key': { type: 'string', describe: 'the one public key allowed to build: a key line or @file (env SSH_PUBKEY_IN_INITIATE_BUILDS)' },
   'host-key': { type: 'string', describe: 'host key file, generated on first start (env BUILDBOT_HOST_KEY)' },
   'max-builds': { type: 'string', describe: 'builds running at once; more wait in line (env BUILDBOT_MAX_BUILDS)' },
@@ -86,7 +88,15 @@ export async function parseServerArgs(argv: readonly string[], env: Env): Promis
     if (Array.isArray(value)) throw errors.usage(`--${flag} was given more than once`);
     return (value as string | undefined) ?? (env[variable] || undefined);
   };
-  const base = loadConfig(env, { workDir: pick('work-dir', 'BUILDBOT_WORK_DIR') });
+  const limitSetting = (flag: 'build-memory' | 'build-pids', variable: string) => {
+    const value = pick(flag, variable);
+    return value === undefined ? undefined : { value, setting: args[flag] !== undefined ? `--${flag}` : variable };
+  };
+  const base = loadConfig(env, {
+    workDir: pick('work-dir', 'BUILDBOT_WORK_DIR'),
+    buildMemory: limitSetting('build-memory', 'BUILDBOT_BUILD_MEMORY'),
+    buildPids: limitSetting('build-pids', 'BUILDBOT_BUILD_PIDS'),
+  });
 
   const keyValue = pick('authorized-key', 'SSH_PUBKEY_IN_INITIATE_BUILDS');
   if (!keyValue) {

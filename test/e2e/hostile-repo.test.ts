@@ -211,4 +211,46 @@ describe('hostile repositories: the host stays untouched, the server stays respo
     assert.equal(res.code, 0, res.stderr);
     assert.match(res.stdout, /context-ok/);
   });
+
+  const SHOW_LIMITS = [
+    'echo "memory=$(cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"',
+    'echo "pids=$(cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max)"',
+    'grep CapEff /proc/self/status',
+  ].join('; ');
+  const NET_RAW = 13n;
+  const capEff = (stdout: string) => BigInt(`0x${/CapEff:\s+([0-9a-f]+)/.exec(stdout)![1]}`);
+
+  it('build containers get 4 GiB of memory, 4096 processes and no NET_RAW by default', async () => {
+    const res = await hostileBuild('default-limits', scriptRepo(SHOW_LIMITS, 'grep CapEff /proc/self/status'));
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /^memory=4294967296$/m);
+    assert.match(res.stdout, /^pids=4096$/m);
+    const [builder, tester] = [...res.stdout.matchAll(/CapEff:\s+[0-9a-f]+/g)].map((m) => capEff(m[0]));
+    assert.equal((builder >> NET_RAW) & 1n, 0n, 'the builder has no NET_RAW');
+    assert.equal((tester >> NET_RAW) & 1n, 0n, 'the in-image test has no NET_RAW');
+  });
+
+  it('--build-memory and --build-pids set the limits; a fork bomb in build.sh hits them and the build fails cleanly', async () => {
+    const limited = await startServer({ args: ['--build-memory', '256m', '--build-pids', '64'] });
+    try {
+      const show = repoWith('set-limits', scriptRepo(SHOW_LIMITS, 'true'));
+      const image = unique('set-limits');
+      const res = await ssh(limited, remote(buildArgs({ service: image, repo: show.url, revision: 'main', image })));
+      assert.equal(res.code, 0, res.stderr);
+      assert.match(res.stdout, /^memory=268435456$/m);
+      assert.match(res.stdout, /^pids=64$/m);
+
+      const bomb = repoWith('fork-bomb', scriptRepo('i=0; while [ $i -lt 500 ]; do sleep 600 & i=$((i+1)); done; wait', 'true'));
+      const bombImage = unique('fork-bomb');
+      const failed = await ssh(limited, remote(buildArgs({ service: bombImage, repo: bomb.url, revision: 'main', image: bombImage })));
+      assert.notEqual(failed.code, 0);
+      assert.match(failed.stderr, /can't fork|Resource temporarily unavailable/);
+      assert.match(failed.stderr, /^error: build\.sh exited with code \d+/m);
+      assert.deepEqual(await buildContainers(), []);
+      assert.equal((await ssh(limited, ['buildbot.sh', '--help'])).code, 0);
+    } finally {
+      await limited.stop();
+      removeAll(limited.workDir);
+    }
+  });
 });

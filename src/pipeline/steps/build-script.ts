@@ -1,5 +1,6 @@
 import { errors, isBuildError } from '../../errors.js';
 import { ensureImage, runAttached } from '../../docker/containers.js';
+import { limitsHostConfig } from '../../docker/limits.js';
 import { createContextFilter } from '../../context/filter.js';
 import { packDirectory } from '../../context/tar.js';
 import { authConfig, type Step } from '../context.js';
@@ -43,7 +44,7 @@ export const buildScriptStep: Step = {
       ],
       AttachStdout: true,
       AttachStderr: true,
-      HostConfig: { NetworkMode: ctx.config.buildNetwork },
+      HostConfig: { NetworkMode: ctx.config.buildNetwork, ...limitsHostConfig(ctx.config.buildLimits) },
     });
     await container.putArchive(packDirectory(ctx.checkoutDir!, createContextFilter(undefined), 'project'), { path: '/', abortSignal: ctx.signal } as object);
     const code = await runAttached(container, ctx.out.stdout, ctx.out.stderr, ctx.signal);

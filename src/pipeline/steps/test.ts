@@ -1,5 +1,6 @@
 import { errors } from '../../errors.js';
 import { runAttached } from '../../docker/containers.js';
+import { limitsHostConfig } from '../../docker/limits.js';
 import type { Step } from '../context.js';
 
 /** Runs the Dockerfile's #test_in_container_entrypoint in the built image; nothing is pushed if it fails. */
@@ -15,7 +16,7 @@ export const testStep: Step = {
       Cmd: [],
       AttachStdout: true,
       AttachStderr: true,
-      HostConfig: { NetworkMode: ctx.config.buildNetwork },
+      HostConfig: { NetworkMode: ctx.config.buildNetwork, ...limitsHostConfig(ctx.config.buildLimits) },
     });
     const code = await runAttached(container, ctx.out.stdout, ctx.out.stderr, ctx.signal);
     await ctx.containers.remove(container);
