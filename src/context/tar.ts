@@ -49,6 +49,8 @@ export function packDirectory(root: string, filter: ContextFilter, prefix = ''):
       // Sockets, FIFOs and devices have no place in a build context.
     }
   };
+  // The failure is reported through contextError; an 'error' event nobody listens to would end the process.
+  pack.on('error', () => {});
   (async () => {
     if (prefix) await addEntry(pack, { name: prefix, type: 'directory', mode: 0o755, uid: 0, gid: 0 });
     await walk('');
@@ -88,9 +90,13 @@ export function repackArchive(source: NodeJS.ReadableStream, stripPrefix: string
   const out = pack as unknown as ContextStream;
   const fail = (err: Error) => {
     out.contextError ??= err;
+    // The engine's archive too: left unread it would hold the builder's lock (see containers.ts).
+    (source as Readable).destroy();
     extract.destroy(err);
     pack.destroy(err);
   };
+  // The failure is reported through contextError; an 'error' event nobody listens to would end the process.
+  pack.on('error', () => {});
   const innerOf = (name: string) => {
     const rel = name.replace(/^\.?\/?/, '').replace(/\/$/, '');
     return rel === stripPrefix ? '' : rel.startsWith(`${stripPrefix}/`) ? rel.slice(stripPrefix.length + 1) : undefined;

@@ -38,6 +38,7 @@ export const imageStep: Step = {
     if (filter.dockerfileIgnored) ctx.out.line('.dockerignore leaves out the Dockerfile: building with the classic builder, which keeps it out of the image');
     // A context that stopped early (EDOCKERIGNORE, EHARDLINK) reaches the engine as a cut tar: its own error says more.
     const contextFailure = (err: unknown) => {
+      (archive as { destroy?: () => void } | undefined)?.destroy?.();
       throw context.contextError ?? err;
     };
     // No authconfig: dockerode's session would hand the push credentials to every registry a
@@ -72,6 +73,8 @@ export const imageStep: Step = {
       throw errors.imageBuild(err.message);
     } finally {
       progress.flush();
+      // However the build ended, nothing more is read from the builder: an archive left open holds its lock.
+      (archive as { destroy?: () => void } | undefined)?.destroy?.();
     }
     if (context.contextError) throw context.contextError;
     if (!ctx.imageId) throw errors.imageBuild('the engine reported no image id');
