@@ -2,6 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildLimitsFrom, type BuildLimits } from './docker/limits.js';
 import { parseEngineTarget, type EngineTarget } from './docker/remote.js';
+import { errors } from './errors.js';
 
 /** The server's own settings (never a build's): defaults, then environment and flags, then validation. */
 export interface Config {
@@ -25,7 +26,14 @@ export interface Config {
    * leave the connection behind.
    */
   gitSshPersistSeconds: number;
+  /** An engine, git, hg or registry operation silent this long fails its build (src/watchdog.ts). */
+  stallTimeoutMs: number;
+  /** A build running this long is cancelled (src/pipeline/build-signal.ts); a request may only lower it. */
+  buildTimeoutMs: number;
 }
+
+/** Defaults of the settings both the server and buildbot.sh have, in seconds. */
+export const TIMEOUT_DEFAULTS = { stallSeconds: 600, buildSeconds: 3600 };
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -36,6 +44,9 @@ export interface ConfigOverrides {
   /** --build-memory / --build-pids of the server, over BUILDBOT_BUILD_MEMORY / BUILDBOT_BUILD_PIDS. */
   buildMemory?: { value: string; setting: string };
   buildPids?: { value: string; setting: string };
+  /** Flag values, which win over the environment: seconds, unvalidated. */
+  stallTimeout?: string;
+  buildTimeout?: string;
 }
 
 export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
@@ -52,6 +63,8 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
     }),
     trace: env.BUILDBOT_TRACE === '1',
     gitSshPersistSeconds: 0,
+    stallTimeoutMs: 1000 * timeoutSeconds(overrides.stallTimeout, env.BUILDBOT_STALL_TIMEOUT, '--stall-timeout', 'BUILDBOT_STALL_TIMEOUT', TIMEOUT_DEFAULTS.stallSeconds),
+    buildTimeoutMs: 1000 * timeoutSeconds(overrides.buildTimeout, env.BUILDBOT_BUILD_TIMEOUT, '--build-timeout', 'BUILDBOT_BUILD_TIMEOUT', TIMEOUT_DEFAULTS.buildSeconds),
     toolEnv: {
       PATH: env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       HOME: env.HOME ?? '/root',
@@ -60,4 +73,17 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
       HGPLAIN: '1',
     },
   };
+}
+
+/** Largest timeout taken (a week): above it, Node's timers would fire at once. */
+const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
+
+function timeoutSeconds(flag: string | undefined, envValue: string | undefined, flagName: string, envName: string, fallback: number): number {
+  const value = flag ?? (envValue || undefined);
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!/^\d{1,7}$/.test(value) || n === 0 || n > MAX_TIMEOUT_SECONDS) {
+    throw errors.usage(`${flag !== undefined ? flagName : envName} "${value}" is not a number of seconds from 1 to ${MAX_TIMEOUT_SECONDS}`);
+  }
+  return n;
 }

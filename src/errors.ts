@@ -9,6 +9,8 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_CANCELLED = 130;
+/** A build past its time limit, as timeout(1) exits. */
+export const EXIT_TIMEOUT = 124;
 
 export class BuildError extends Error {
   constructor(
@@ -137,6 +139,22 @@ export const errors = {
   workDir: (problem: string) => new BuildError('EWORKDIR', `the server's work dir is not usable: ${problem}`),
 
   cancelled: () => new BuildError('ECANCELLED', 'build cancelled; its containers were removed', EXIT_CANCELLED),
+  /** The message names who went silent, doing what, and what to check (src/watchdog.ts). */
+  stalled: (message: string) => new BuildError('ESTALLED', message),
+  timeLimit: (seconds: number, requested: boolean, serverLimit: number) =>
+    new BuildError(
+      'ETIMEOUT',
+      requested
+        ? `the build ran past the time limit of ${seconds} s that --timeout set and was cancelled; its containers were removed. Make the build faster, or give a larger --timeout (up to ${serverLimit})`
+        : `the build ran past the time limit of ${seconds} s (the build timeout) and was cancelled; its containers were removed. Make the build faster, or raise --build-timeout / BUILDBOT_BUILD_TIMEOUT`,
+      EXIT_TIMEOUT,
+    ),
+  timeoutAboveLimit: (requested: number, limit: number) =>
+    new BuildError(
+      'EUSAGE',
+      `--timeout ${requested} is more than this server's time limit of ${limit} s (its --build-timeout); --timeout may only lower the limit: give ${limit} or less`,
+      EXIT_USAGE,
+    ),
 };
 
 /** The field an error is about: the one it carries, or else the first flag its message names. */

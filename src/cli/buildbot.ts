@@ -11,11 +11,11 @@ import { followAsText } from '../service/text-front.js';
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   if (argv.some((word) => word === '--server' || word.startsWith('--server='))) return remoteMain(argv, env);
   const io = { stdout: process.stdout, stderr: process.stderr };
-  const request = await requestOrExit(argv, env, io);
+  const request = await requestOrExit(argv, env, io, true);
   if (typeof request === 'number') return request;
   let config;
   try {
-    config = loadConfig(env);
+    config = loadConfig(env, request.local);
   } catch (err) {
     process.stderr.write(`error: ${(err as Error).message}\n`);
     return isBuildError(err) ? err.exitCode : EXIT_FAILURE;

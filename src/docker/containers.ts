@@ -24,6 +24,7 @@
  */
 import type Docker from 'dockerode';
 import type { BatchingSink, Sink } from '../io/output.js';
+import { ENGINE_HINT, type Watchdog } from '../watchdog.js';
 import { engineMessage, followStream, statusOf } from './engine.js';
 
 /** Every container a build creates carries these, so leftovers of a dead server can be found. */
@@ -137,18 +138,38 @@ export function demux(source: NodeJS.ReadableStream, stdout: BatchingSink, stder
 }
 
 /** Starts a created container with its output attached and returns its exit code once all output is out. */
-export async function runAttached(container: Docker.Container, stdout: BatchingSink, stderr: BatchingSink, signal: AbortSignal): Promise<number> {
+/** How runAttached reports to the build's watchdog: the user code it runs, for the messages. */
+export interface AttachedWatch {
+  watchdog: Watchdog;
+  /** "running build.sh". */
+  doing: string;
+}
+
+/** Starts a created container with its output attached and returns its exit code once all output is out. */
+export async function runAttached(container: Docker.Container, stdout: BatchingSink, stderr: BatchingSink, signal: AbortSignal, watch?: AttachedWatch): Promise<number> {
+  const engine = (doing: string) => ({ source: 'the engine', doing, hint: ENGINE_HINT });
+  // Without a watchdog (the bench's reference), each operation runs as it is.
+  const guard = <T>(doing: string, run: (progress: () => void) => Promise<T>) => (watch ? watch.watchdog.guard(engine(doing), run) : run(() => {}));
   // Hijacked (upgraded to a raw socket), the output skips Node's HTTP parser: about a tenth of the
   // server's CPU while streaming, in a profile. Aborting the request no longer reaches that socket, so the
   // signal closes it here.
-  const stream = (await container.attach({ stream: true, stdout: true, stderr: true, hijack: true, abortSignal: signal } as Docker.ContainerAttachOptions)) as NodeJS.ReadWriteStream & { destroy(): void };
+  const stream = await guard(`attaching to the container for ${watch?.doing}`, () =>
+    container.attach({ stream: true, stdout: true, stderr: true, hijack: true, abortSignal: signal } as Docker.ContainerAttachOptions)) as NodeJS.ReadWriteStream & { destroy(): void };
   const close = () => stream.destroy();
   signal.addEventListener('abort', close, { once: true });
   try {
+    let progress = () => {};
+    stream.on('data', () => progress());
     const drained = demux(stream, stdout, stderr);
-    await container.start();
-    const result = (await container.wait({ abortSignal: signal } as object)) as { StatusCode: number; Error?: { Message?: string } };
-    await drained;
+    await guard(`starting the container for ${watch?.doing}`, () => container.start());
+    // User code may print nothing for long: the engine is probed meanwhile instead (src/watchdog.ts).
+    const wait = () => container.wait({ abortSignal: signal } as object) as Promise<{ StatusCode: number; Error?: { Message?: string } }>;
+    const result = await (watch ? watch.watchdog.whileUserCode(engine(watch.doing), wait) : wait());
+    // The container has exited: what is left of its output must keep coming.
+    await guard(`reading the last output of ${watch?.doing}`, (p) => {
+      progress = p;
+      return drained;
+    });
     if (result.Error?.Message) throw new Error(`the container failed: ${result.Error.Message}`);
     return result.StatusCode;
   } finally {
@@ -166,17 +187,23 @@ export async function ensureImage(
   signal: AbortSignal,
   onProgress: (line: string) => void,
   onMissing: (detail: string) => Error,
+  watchdog?: Watchdog,
 ): Promise<void> {
+  const guard = <T>(doing: string, run: (progress: () => void) => Promise<T>) =>
+    (watchdog ? watchdog.guard({ source: 'the engine', doing, hint: ENGINE_HINT }, run) : run(() => {}));
   try {
-    await docker.getImage(ref).inspect();
+    await guard(`looking up the ${role} image ${ref}`, () => docker.getImage(ref).inspect({ abortSignal: signal } as object));
     return;
   } catch (err) {
     if (statusOf(err) !== 404) throw err;
   }
   onProgress(`${role} image ${ref} is not on the engine; pulling it`);
   try {
-    const stream = await docker.pull(ref, { authconfig: auth, abortSignal: signal } as object);
-    await followStream(stream, () => {});
+    await guard(`pulling the ${role} image ${ref}`, async (progress) => {
+      const stream = await docker.pull(ref, { authconfig: auth, abortSignal: signal } as object);
+      stream.on('data', progress);
+      await followStream(stream, () => {});
+    });
   } catch (err) {
     if (signal.aborted) throw err;
     throw onMissing(engineMessage(err));

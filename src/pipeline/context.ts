@@ -1,5 +1,6 @@
 import type Docker from 'dockerode';
 import type { Config } from '../config.js';
+import type { Watchdog } from '../watchdog.js';
 import type { BuildContainers } from '../docker/containers.js';
 import type { UserOutput } from '../io/output.js';
 import type { BuildRequest } from '../request/types.js';
@@ -30,7 +31,10 @@ export interface BuildContext {
   readonly config: Config;
   readonly docker: Docker;
   readonly out: UserOutput;
+  /** Aborted when the caller goes, at the time limit, or on a stall; its reason says which. */
   readonly signal: AbortSignal;
+  /** Every engine, git, hg and registry operation runs under it (src/watchdog.ts). */
+  readonly watchdog: Watchdog;
   readonly log: ServerLog;
   readonly buildId: string;
   readonly startedAt: number;

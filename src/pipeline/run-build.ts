@@ -4,12 +4,14 @@ import type Docker from 'dockerode';
 import { loadConfig, type Config } from '../config.js';
 import { BuildContainers, LABELS } from '../docker/containers.js';
 import { createDocker } from '../docker/engine.js';
-import { errors, EXIT_FAILURE, EXIT_OK, isBuildError } from '../errors.js';
+import { EXIT_FAILURE, EXIT_OK, isBuildError } from '../errors.js';
 import { UserOutput, type BuildIO } from '../io/output.js';
 import { createRedactor } from '../io/redact.js';
 import type { BuildRequest } from '../request/types.js';
 import type { BuildContext, BuildHooks, BuildOutcome, ServerLog, Step } from './context.js';
 import { elapsed, runSteps } from './runner.js';
+import { createBuildSignal, timeLimitOf } from './build-signal.js';
+import { Watchdog } from '../watchdog.js';
 import { BuildTrace, traceEngine, withTrace } from './trace.js';
 import { buildScriptStep } from './steps/build-script.js';
 import { checkoutStep } from './steps/checkout.js';
@@ -43,10 +45,23 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
   const buildId = services?.buildId ?? randomBytes(6).toString('hex');
   const docker = services?.docker ?? createDocker(config);
   if (config.trace) traceEngine(docker);
+  const out = new UserOutput(io, redactor);
+  let limit;
+  try {
+    limit = timeLimitOf(request, config);
+  } catch (err) {
+    if (!isBuildError(err)) throw err;
+    out.errorLine(`error: ${err.message}`);
+    await out.close();
+    return err.exitCode;
+  }
+  // The build's own signal: the caller's, the time limit and the watchdog's stalls in one.
+  const buildSignal = createBuildSignal(signal, limit, Math.floor(config.buildTimeoutMs / 1000));
   const ctx: BuildContext = {
-    request, config, docker, signal, buildId, log,
+    request, config, docker, buildId, log, out,
+    signal: buildSignal.signal,
+    watchdog: new Watchdog(config.stallTimeoutMs, buildSignal.fail, (probe) => (docker.ping as (opts: object) => Promise<unknown>).call(docker, { abortSignal: probe })),
     trace: config.trace ? new BuildTrace() : undefined,
-    out: new UserOutput(io, redactor),
     startedAt: Date.now(),
     containers: new BuildContainers(docker, {
       [LABELS.build]: buildId, [LABELS.service]: request.serviceId, [LABELS.host]: os.hostname(), [LABELS.pid]: String(process.pid),
@@ -60,7 +75,8 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
   try {
     await (ctx.trace ? withTrace(ctx.trace, () => runSteps(ctx, STEPS)) : runSteps(ctx, STEPS));
   } catch (err) {
-    const failure = signal.aborted ? errors.cancelled() : err;
+    // Whatever the step made of the abort (an AbortError, a closed stream), the reason is what the user sees.
+    const failure = ctx.signal.aborted ? buildSignal.failure() : err;
     exitCode = isBuildError(failure) ? failure.exitCode : EXIT_FAILURE;
     error = isBuildError(failure)
       ? { code: failure.code, message: redactor.redact(failure.message) }
@@ -74,6 +90,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
       log('build-internal-error', { build: buildId, stack: redactor.redact(failure instanceof Error ? failure.stack ?? message : message) });
     }
   } finally {
+    buildSignal.dispose();
     const cleanupDone = ctx.trace?.step('cleanup');
     await (ctx.trace ? withTrace(ctx.trace, () => cleanUp(ctx)) : cleanUp(ctx));
     cleanupDone?.();

@@ -32,7 +32,13 @@ const FLAGS = {
   tag: { type: 'string', describe: 'tag to push; repeat it or give a comma-separated list' },
   docker_login_cmd: { type: 'string', describe: `"docker login -u USER -p PASSWORD REGISTRY"; parsed, never run (env ${SECRET_ENV.loginCmd})` },
   docker_login_cache: { type: 'string', describe: `base64 of "user:password", as in ~/.docker/config.json (env ${SECRET_ENV.loginCache})` },
+  timeout: { type: 'string', describe: "seconds this build may run; may only lower the server's limit (--build-timeout)" },
+  'stall-timeout': { type: 'string', describe: 'local runs only: seconds an engine, git or registry operation may stay silent (env BUILDBOT_STALL_TIMEOUT, default 600)' },
+  'build-timeout': { type: 'string', describe: 'local runs only: the time limit of a build in seconds (env BUILDBOT_BUILD_TIMEOUT, default 3600)' },
 } as const;
+
+/** Flags only the local command takes: over SSH the server's own settings hold. */
+const LOCAL_ONLY = ['stall-timeout', 'build-timeout'] as const;
 
 const REQUIRED = ['service_id', 'repo', 'revision', 'image', 'tag'] as const;
 
@@ -42,7 +48,7 @@ type Env = Readonly<Record<string, string | undefined>>;
  * Parses the arguments of one buildbot.sh call. `env` holds the secret variables a local
  * run may use; the SSH front passes none, so a client can never reach the server's own.
  */
-export async function parseBuildCommand(argv: readonly string[], env: Env, commandName = 'buildbot.sh'): Promise<ParsedCommand> {
+export async function parseBuildCommand(argv: readonly string[], env: Env, commandName = 'buildbot.sh', local = false): Promise<ParsedCommand> {
   const parser = yargs()
     .scriptName(commandName)
     .usage(`Usage: ${commandName} --service_id ID --repo URL --revision REV --image NAME --tag TAG [options]\n\nBuilds REV of the repository into an image and pushes every tag.`)
@@ -90,6 +96,11 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
   for (const name of REQUIRED) {
     if (args[name] === undefined || args[name] === '') throw errors.usage(`missing --${name}`);
   }
+  for (const name of LOCAL_ONLY) {
+    if (!local && args[name] !== undefined) throw errors.usage(`--${name} is a setting of the server (buildbot-server --${name}), not of a request; --timeout SECONDS lowers this build's time limit`);
+  }
+  const timeout = str('timeout');
+  if (timeout !== undefined && (!/^\d{1,7}$/.test(timeout) || Number(timeout) === 0)) throw errors.usage(`--timeout "${timeout}" is not a positive whole number of seconds`);
 
   const secrets: string[] = [];
   const repo = validateRepoUrl(str('repo')!, str('vcs'));
@@ -120,6 +131,8 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
       image,
       tags,
       registry: { server, login, notes },
+      timeoutSeconds: timeout === undefined ? undefined : Number(timeout),
+      local: local ? { stallTimeout: str('stall-timeout'), buildTimeout: str('build-timeout') } : undefined,
       secrets,
     },
   };
@@ -129,11 +142,11 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
  * Parses for a front (the local command, the SSH server): the request to build, or the exit
  * code once --help was printed on stdout, or a usage error as the usage and the exact problem on stderr.
  */
-export async function requestOrExit(argv: readonly string[], env: Env, io: BuildIO): Promise<BuildRequest | number> {
+export async function requestOrExit(argv: readonly string[], env: Env, io: BuildIO, local = false): Promise<BuildRequest | number> {
   // Taken before parsing, so that an error about any argument, however malformed, is redacted.
   const rawSecrets = secretsInRawArguments(argv, env);
   try {
-    const parsed = await parseBuildCommand(argv, env);
+    const parsed = await parseBuildCommand(argv, env, 'buildbot.sh', local);
     if (parsed.kind === 'build') {
       parsed.request.secrets.push(...rawSecrets);
       return parsed.request;

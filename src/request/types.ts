@@ -29,6 +29,10 @@ export interface BuildRequest {
     /** Said on stdout when the build starts, e.g. that an option of the login command was ignored. */
     notes: string[];
   };
+  /** --timeout: seconds this build may run, at most the server's limit. */
+  timeoutSeconds?: number;
+  /** Settings only the local command takes (--stall-timeout, --build-timeout): the server has its own. */
+  local?: { stallTimeout?: string; buildTimeout?: string };
   /** Every secret of the request in every form it might appear in output. */
   secrets: string[];
 }

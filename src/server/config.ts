@@ -40,6 +40,8 @@ const FLAGS = {
   'max-builds': { type: 'string', describe: 'builds running at once; more wait in line (env BUILDBOT_MAX_BUILDS)' },
   'shutdown-grace': { type: 'string', describe: 'seconds running builds get to finish on SIGTERM (env BUILDBOT_SHUTDOWN_GRACE)' },
   'login-grace-time': { type: 'string', describe: 'seconds a connection has to authenticate (env BUILDBOT_LOGIN_GRACE_TIME)' },
+  'stall-timeout': { type: 'string', describe: 'seconds an engine, git, hg or registry operation may stay silent before its build fails (env BUILDBOT_STALL_TIMEOUT, default 600)' },
+  'build-timeout': { type: 'string', describe: 'seconds a build may run before it is cancelled; a request may lower it with --timeout (env BUILDBOT_BUILD_TIMEOUT, default 3600)' },
   'keepalive-interval': { type: 'string', describe: 'seconds between keepalive probes of a silent client (env BUILDBOT_KEEPALIVE_INTERVAL)' },
   'git-ssh-persist': { type: 'string', describe: 'seconds an idle SSH connection to a git host is kept for the next build with the same key; 0: off (env BUILDBOT_GIT_SSH_PERSIST)' },
   'keepalive-count': { type: 'string', describe: 'unanswered probes after which the client counts as gone and its build is cancelled (env BUILDBOT_KEEPALIVE_COUNT)' },
@@ -96,6 +98,9 @@ export async function parseServerArgs(argv: readonly string[], env: Env): Promis
     workDir: pick('work-dir', 'BUILDBOT_WORK_DIR'),
     buildMemory: limitSetting('build-memory', 'BUILDBOT_BUILD_MEMORY'),
     buildPids: limitSetting('build-pids', 'BUILDBOT_BUILD_PIDS'),
+    // Flags only: loadConfig reads the environment itself, and names the variable in its errors.
+    stallTimeout: pick('stall-timeout', ''),
+    buildTimeout: pick('build-timeout', ''),
   });
 
   const keyValue = pick('authorized-key', 'SSH_PUBKEY_IN_INITIATE_BUILDS');

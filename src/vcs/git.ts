@@ -2,7 +2,8 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
 import { traced } from '../pipeline/trace.js';
-import { looksLikeCommitId, VcsCommandError, type Repository, type VcsContext } from './types.js';
+import { isBuildError } from '../errors.js';
+import { looksLikeCommitId, VcsCommandError, withoutProgress, type Repository, type VcsContext } from './types.js';
 
 const FULL_COMMIT_ID = /^[0-9a-f]{40}$/i;
 
@@ -26,11 +27,17 @@ export function gitRepository(ctx: VcsContext): Repository {
       allowEnvironment: ['GIT_TERMINAL_PROMPT', ...Object.keys(authEnv)],
     } as Parameters<typeof simpleGit>[0]).env({ ...ctx.env, ...authEnv });
 
+  const runOnce = (dir: string, args: string[], progress: () => void): Promise<string> =>
+    traced('git', () => gitAt(dir).outputHandler((_command, stdout, stderr) => {
+      stdout.on('data', progress);
+      stderr.on('data', progress);
+    }).raw(args));
   const run = async (dir: string, args: string[]): Promise<string> => {
     try {
-      return await traced('git', () => gitAt(dir).raw(args));
+      return await (ctx.guard ? ctx.guard(`git ${args[0]}`, (progress) => runOnce(dir, args, progress)) : runOnce(dir, args, () => {}));
     } catch (err) {
-      throw new VcsCommandError(`git ${args[0]}`, (err as Error).message);
+      if (isBuildError(err)) throw err;
+      throw new VcsCommandError(`git ${args[0]}`, withoutProgress((err as Error).message));
     }
   };
 
@@ -53,7 +60,8 @@ export function gitRepository(ctx: VcsContext): Repository {
       }
     },
     async clone(url, into) {
-      await run(path.dirname(into), ['clone', '--no-checkout', '--origin', 'origin', '--', url, into]);
+      // --progress: a live transfer prints, so the stall watchdog can tell it from a silent host.
+      await run(path.dirname(into), ['clone', '--progress', '--no-checkout', '--origin', 'origin', '--', url, into]);
     },
     async resolve(dir, revision) {
       // A full commit id names only itself; an abbreviated one might also be a branch or tag name.
@@ -70,10 +78,13 @@ export function gitRepository(ctx: VcsContext): Repository {
     },
     isMovable: (revision) => !looksLikeCommitId(revision),
     async fetch(dir, _url, revision) {
-      await run(dir, ['fetch', '--prune', '--tags', '--force', 'origin', '+refs/heads/*:refs/remotes/origin/*']);
+      await run(dir, ['fetch', '--progress', '--prune', '--tags', '--force', 'origin', '+refs/heads/*:refs/remotes/origin/*']);
       // A commit no branch or tag points at any more is only fetched by its full id.
       if (FULL_COMMIT_ID.test(revision) && !(await commitOf(dir, revision))) {
-        await run(dir, ['fetch', 'origin', revision]).catch(() => undefined);
+        await run(dir, ['fetch', '--progress', 'origin', revision]).catch((err: unknown) => {
+          // A stall still ends the build; any other failure means the id is not there.
+          if (!(err instanceof VcsCommandError)) throw err;
+        });
       }
     },
     async checkout(dir, commit, fresh) {

@@ -1,24 +1,36 @@
 import { spawn } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { looksLikeCommitId, VcsCommandError, type Repository, type VcsContext } from './types.js';
+import { looksLikeCommitId, OUTPUT_TAIL, VcsCommandError, withoutProgress, type Repository, type VcsContext } from './types.js';
 
 // Mercurial names revisions with a query language; only plain names and ids are let through.
 const SAFE_REVISION = /^[A-Za-z0-9._/-]+$/;
 
 export function hgRepository(ctx: VcsContext): Repository {
-  const run = (cwd: string, args: string[]): Promise<string> =>
+  // Progress display on (HGPLAINEXCEPT=progress, assume-tty: hg prints none into a pipe
+  // otherwise), so that a live transfer shows as bytes to the stall watchdog.
+  const env = { ...ctx.env, HGPLAINEXCEPT: 'progress' };
+  const runOnce = (cwd: string, args: string[], progress: () => void): Promise<string> =>
     new Promise((resolve, reject) => {
-      const child = spawn('hg', ['--noninteractive', '--config', `ui.ssh=${ctx.sshCommand}`, ...args], {
-        cwd, env: ctx.env, signal: ctx.signal, stdio: ['ignore', 'pipe', 'pipe'],
+      const child = spawn('hg', ['--noninteractive', '--config', `ui.ssh=${ctx.sshCommand}`, '--config', 'progress.assume-tty=true', ...args], {
+        cwd, env, signal: ctx.signal, stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stdout = '';
       let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const tail = (text: string) => (text.length > OUTPUT_TAIL ? text.slice(-OUTPUT_TAIL) : text);
+      child.stdout.on('data', (d: Buffer) => {
+        progress();
+        stdout += d.toString();
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        progress();
+        stderr = tail(stderr + d.toString());
+      });
       child.on('error', (err) => reject(new VcsCommandError(`hg ${args[0]}`, err.message)));
-      child.on('close', (code) => (code === 0 ? resolve(stdout) : reject(new VcsCommandError(`hg ${args[0]}`, stderr || stdout))));
+      child.on('close', (code) => (code === 0 ? resolve(stdout) : reject(new VcsCommandError(`hg ${args[0]}`, withoutProgress(stderr) || tail(stdout)))));
     });
+  const run = (cwd: string, args: string[]): Promise<string> =>
+    (ctx.guard ? ctx.guard(`hg ${args[0]}`, (progress) => runOnce(cwd, args, progress)) : runOnce(cwd, args, () => {}));
 
   return {
     async isCloneOf(dir, url) {

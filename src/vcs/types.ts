@@ -21,6 +21,22 @@ export interface VcsContext {
   signal: AbortSignal;
   /** base64 of "user:password" for an https repository. */
   basicAuth?: string;
+  /**
+   * Runs one git or hg command under the build's stall watchdog: run calls progress() on every
+   * byte the command prints. Without it (tests of the VCS code alone) commands run unwatched.
+   */
+  guard?: <T>(command: string, run: (progress: () => void) => Promise<T>) => Promise<T>;
+}
+
+/** Keeps at most this much of a command's output for its error message (progress lines add up over an hour). */
+export const OUTPUT_TAIL = 64 * 1024;
+
+/**
+ * A command's stderr without its progress display: each line keeps only what follows its last
+ * carriage return (progress redraws itself with "\r"), and blank lines go.
+ */
+export function withoutProgress(text: string): string {
+  return text.split('\n').map((line) => line.slice(line.lastIndexOf('\r') + 1)).filter((line) => line.trim() !== '').join('\n');
 }
 
 export class VcsCommandError extends Error {

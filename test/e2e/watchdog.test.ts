@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { buildArgs, unique } from '../helpers/build.js';
-import { startCli, type RunResult } from '../helpers/cli.js';
+import { runCli, startCli, type RunResult } from '../helpers/cli.js';
+import { registryTags } from '../helpers/registry.js';
+import { ssh, startServer } from '../helpers/server.js';
 import { suiteRepos, suiteWorkDir } from '../helpers/fixtures.js';
 import { buildContainers, pulledFiles } from '../helpers/docker.js';
 import { testEnv } from '../helpers/env.js';
@@ -24,8 +29,22 @@ async function within(run: ReturnType<typeof startCli>, ms: number, what: string
   }
 }
 
+/** Short, so that the file stays within a minute or two; the default is 600. */
+const STALL = 4;
+
+const errorLines = (stderr: string) => stderr.split('\n').filter((line) => line.startsWith('error:'));
+const quote = (word: string) => `'${word.replace(/'/g, "'\\''")}'`;
+
+/** What a build that ended leaves: no container, no key file (the service lock is checked by building again). */
+async function assertNothingLeft(): Promise<void> {
+  assert.deepEqual(await buildContainers(), [], 'no container of a build is left');
+  assert.deepEqual(readdirSync(path.join(workDir(), '.keys')), [], 'no key file is left');
+}
+let workDir = () => '';
+
 describe('no build hangs', () => {
   const work = suiteWorkDir();
+  workDir = work;
   const repoWith = suiteRepos();
 
   it('the image step reads a large /project and its .dockerignore one after the other, rebuild after rebuild', async () => {
@@ -55,5 +74,100 @@ describe('no build hangs', () => {
     const context = await pulledFiles(`${testEnv().registry}/${service}:3.0`, '/ctx');
     assert.equal(context.get('ctx/kept.txt'), 'kept\n');
     assert.ok(!context.has('ctx/blob.bin'), 'blob.bin was left out of the context');
+  });
+
+  it('an engine that stops answering in the middle of a push ends the build with one ESTALLED line; nothing is left and the next build works', async () => {
+    const repo = repoWith('stallpush', staticSite());
+    const service = unique('stallpush');
+    const relay = await EngineRelay.start();
+    try {
+      // The push's answer starts, then nothing more comes, and nothing is closed: a silent peer.
+      const frozen = relay.freeze(/^POST \S*\/images\/\S+\/push\?/, 200);
+      const run = startCli(buildArgs({ service, repo: repo.url, revision: 'main', image: service, tags: ['1.0'] }), work(),
+        { DOCKER_HOST: relay.dockerHost, BUILDBOT_STALL_TIMEOUT: String(STALL) });
+      const res = await within(run, 60_000, 'the build with a frozen push');
+      await frozen;
+      assert.equal(res.code, 1, res.stderr);
+      const ref = `${testEnv().registry}/${service}:1.0`;
+      assert.deepEqual(errorLines(res.stderr), [
+        `error: the engine sent nothing for ${STALL} s while pushing ${ref}; check the registry ${testEnv().registry} and the engine with docker info`,
+      ]);
+      assert.match(res.stdout, /# failed with exit code 1$/m);
+    } finally {
+      await relay.close();
+    }
+    await assertNothingLeft();
+    const next = await within(startCli(buildArgs({ service, repo: repo.url, revision: 'main', image: service, tags: ['1.1'] }), work()), 60_000, 'the next build');
+    assert.equal(next.code, 0, next.stderr);
+    assert.doesNotMatch(next.stdout, /waiting for it to finish/, 'the service lock was released');
+  });
+
+  it('while build.sh runs silently the engine is pinged; a ping left unanswered ends the build', async () => {
+    const repo = repoWith('stallping', staticSite({ buildExtra: 'echo "quiet build started"; sleep 60' }));
+    const service = unique('stallping');
+    const relay = await EngineRelay.start();
+    try {
+      const run = startCli(buildArgs({ service, repo: repo.url, revision: 'main', image: service }), work(),
+        { DOCKER_HOST: relay.dockerHost, BUILDBOT_STALL_TIMEOUT: String(STALL) });
+      await run.waitFor(/quiet build started/);
+      // Silence alone is fine: two stall times pass with build.sh printing nothing.
+      await sleep(2 * STALL * 1000);
+      assert.equal(run.child.exitCode, null, 'a silent build.sh is not a stall');
+      const frozen = relay.freeze(/^GET \S*\/_ping/, 0);
+      const res = await within(run, 60_000, 'the build with a frozen engine');
+      await frozen;
+      assert.equal(res.code, 1, res.stderr);
+      assert.deepEqual(errorLines(res.stderr), [
+        `error: the engine answered no ping for ${STALL} s while running build.sh; check the engine with docker info`,
+      ]);
+    } finally {
+      await relay.close();
+    }
+    await assertNothingLeft();
+  });
+
+  it('a build past --timeout is cancelled with one line saying so, exit 124, and its containers removed', async () => {
+    const repo = repoWith('timelimit', staticSite({ buildExtra: 'echo "slow build started"; sleep 60' }));
+    const service = unique('timelimit');
+    const t0 = Date.now();
+    const res = await within(startCli(buildArgs({ service, repo: repo.url, revision: 'main', image: service, extra: ['--timeout', '4'] }), work()), 60_000, 'the build past its limit');
+    assert.equal(res.code, 124, res.stderr);
+    assert.match(res.stdout, /slow build started/);
+    assert.deepEqual(errorLines(res.stderr), [
+      'error: the build ran past the time limit of 4 s that --timeout set and was cancelled; its containers were removed. Make the build faster, or give a larger --timeout (up to 3600)',
+    ]);
+    assert.ok(Date.now() - t0 < 30_000, 'cancelled at the limit, not at the end of build.sh');
+    await assertNothingLeft();
+    assert.deepEqual(await registryTags(service), []);
+  });
+
+  it('the server setting is the limit: BUILDBOT_BUILD_TIMEOUT ends a build, and a larger --timeout is a usage error', async () => {
+    const repo = repoWith('serverlimit', staticSite({ buildExtra: 'sleep 60' }));
+    const service = unique('serverlimit');
+    const tooLong = await runCli(buildArgs({ service, repo: repo.url, revision: 'main', image: service, extra: ['--timeout', '11'] }), work(), { BUILDBOT_BUILD_TIMEOUT: '10' });
+    assert.equal(tooLong.code, 2);
+    assert.deepEqual(errorLines(tooLong.stderr), [
+      "error: --timeout 11 is more than this server's time limit of 10 s (its --build-timeout); --timeout may only lower the limit: give 10 or less",
+    ]);
+    assert.doesNotMatch(tooLong.stdout, /# login/, 'refused before the build starts');
+    const res = await within(startCli(buildArgs({ service, repo: repo.url, revision: 'main', image: service }), work(), { BUILDBOT_BUILD_TIMEOUT: '4' }), 60_000, 'the build past the server limit');
+    assert.equal(res.code, 124, res.stderr);
+    assert.match(res.stderr, /^error: the build ran past the time limit of 4 s \(the build timeout\) and was cancelled/m);
+    await assertNothingLeft();
+  });
+
+  it('over SSH: --timeout above the server\'s --build-timeout and the server-only settings are refused', async () => {
+    const server = await startServer({ args: ['--build-timeout', '30', '--stall-timeout', '20'] });
+    try {
+      const args = buildArgs({ service: unique('sshlimit'), repo: 'ssh://git@example.invalid/r.git', revision: 'main', image: 'x' });
+      const high = await ssh(server, ['buildbot.sh', ...args.map(quote), '--timeout', '31']);
+      assert.equal(high.code, 2);
+      assert.match(high.stderr, /^error: --timeout 31 is more than this server's time limit of 30 s/m);
+      const setting = await ssh(server, ['buildbot.sh', ...args.map(quote), '--stall-timeout', '5']);
+      assert.equal(setting.code, 2);
+      assert.match(setting.stderr, /^error: --stall-timeout is a setting of the server/m);
+    } finally {
+      await server.stop();
+    }
   });
 });

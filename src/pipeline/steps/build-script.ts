@@ -1,3 +1,4 @@
+import { withProgress } from '../../watchdog.js';
 import { errors, isBuildError } from '../../errors.js';
 import { ensureImage, runAttached } from '../../docker/containers.js';
 import { limitsHostConfig } from '../../docker/limits.js';
@@ -30,9 +31,9 @@ export const buildScriptStep: Step = {
     }
     const sameRegistry = registry === ctx.request.registry.server;
     await ensureImage(ctx.docker, image, 'builder', sameRegistry ? authConfig(ctx) : undefined, ctx.signal,
-      (line) => ctx.out.line(line), (detail) => errors.imageMissing(image, 'builder', detail));
+      (line) => ctx.out.line(line), (detail) => errors.imageMissing(image, 'builder', detail), ctx.watchdog);
 
-    const container = await ctx.containers.create('builder', {
+    const container = await ctx.watchdog.engine('creating the build.sh container', () => ctx.containers.create('builder', {
       Image: image,
       Entrypoint: ['/bin/sh', '-c', RUN_BUILD_SCRIPT],
       Cmd: [],
@@ -45,9 +46,13 @@ export const buildScriptStep: Step = {
       AttachStdout: true,
       AttachStderr: true,
       HostConfig: { NetworkMode: ctx.config.buildNetwork, ...limitsHostConfig(ctx.config.buildLimits) },
+    }));
+    // Progress is the engine taking the checkout in, chunk by chunk.
+    await ctx.watchdog.engine('copying the checkout into the build.sh container', (progress) => {
+      const tar = withProgress(packDirectory(ctx.checkoutDir!, createContextFilter(undefined), 'project'), progress);
+      return container.putArchive(tar, { path: '/', abortSignal: ctx.signal } as object);
     });
-    await container.putArchive(packDirectory(ctx.checkoutDir!, createContextFilter(undefined), 'project'), { path: '/', abortSignal: ctx.signal } as object);
-    const code = await runAttached(container, ctx.out.stdout, ctx.out.stderr, ctx.signal);
+    const code = await runAttached(container, ctx.out.stdout, ctx.out.stderr, ctx.signal, { watchdog: ctx.watchdog, doing: 'running build.sh' });
     if (code !== 0) throw errors.buildScriptFailed(code);
     ctx.builder = container;
   },

@@ -8,7 +8,7 @@ import { classifyVcsFailure, hostOf } from '../../vcs/classify.js';
 import { gitRepository } from '../../vcs/git.js';
 import { hgRepository } from '../../vcs/hg.js';
 import { prepareSsh } from '../../vcs/ssh.js';
-import { VcsCommandError, type Repository } from '../../vcs/types.js';
+import { VcsCommandError, type Repository, type VcsContext } from '../../vcs/types.js';
 import type { BuildContext, Step } from '../context.js';
 import { cloneCacheDir, ensureCacheRoot, migrateCloneCache } from '../clone-cache.js';
 
@@ -26,7 +26,15 @@ export const checkoutStep: Step = {
 
     const ssh = await prepareSsh(config.workDir, request.serviceId, request.repoAuthKey, config.gitSshPersistSeconds);
     ctx.cleanups.push(ssh.dispose);
-    const vcsContext = { sshCommand: ssh.command, env: config.toolEnv, signal: ctx.signal, basicAuth: request.repo.basicAuth };
+    const host = hostOf(request.repo.url);
+    const vcsContext: VcsContext = {
+      sshCommand: ssh.command, env: config.toolEnv, signal: ctx.signal, basicAuth: request.repo.basicAuth,
+      guard: (command, run) => ctx.watchdog.guard({
+        source: request.repo.vcs,
+        doing: `running ${command} for ${request.repo.displayUrl}`,
+        hint: `check that ${host} is up and reachable from the build server`,
+      }, run),
+    };
     const repo = request.repo.vcs === 'hg' ? hgRepository(vcsContext) : gitRepository(vcsContext);
     // Under the service lock: a cache of the old layout (<work-dir>/<service_id>) moves first.
     await ensureCacheRoot(config.workDir);

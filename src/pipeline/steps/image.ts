@@ -32,48 +32,63 @@ export const imageStep: Step = {
     // archive streams, and /project waiting behind an unread .dockerignore hung builds (the rule
     // heads src/docker/containers.ts). It costs one round trip. A refused .dockerignore
     // (EDOCKERIGNORE, EREPOFILE) then leaves no archive open.
-    const filter = createContextFilter(await dockerignoreOf(ctx));
-    const archive = await ctx.builder?.getArchive({ path: '/project', abortSignal: ctx.signal } as { path: string });
+    const filter = createContextFilter(await ctx.watchdog.engine('reading .dockerignore from the build.sh container', () => dockerignoreOf(ctx)));
+    const builder = ctx.builder;
+    const archive = builder && await ctx.watchdog.engine('asking for /project of the build.sh container', () =>
+      builder.getArchive({ path: '/project', abortSignal: ctx.signal } as { path: string }));
     const context = archive ? repackArchive(archive, 'project', filter) : packDirectory(ctx.checkoutDir!, filter);
+    // The build's progress: bytes of /project coming from the engine, or events of the build.
+    let moved = () => {};
+    archive?.on('data', () => moved());
     if (filter.dockerfileIgnored) ctx.out.line('.dockerignore leaves out the Dockerfile: building with the classic builder, which keeps it out of the image');
     // A context that stopped early (EDOCKERIGNORE, EHARDLINK) reaches the engine as a cut tar: its own error says more.
     const contextFailure = (err: unknown) => {
       (archive as { destroy?: () => void } | undefined)?.destroy?.();
       throw context.contextError ?? err;
     };
-    // No authconfig: dockerode's session would hand the push credentials to every registry a
-    // FROM line names. Base images are pulled anonymously, as with the classic builder.
-    const stream = await ctx.docker.buildImage(context, {
-      t: request.tags.map((tag) => `${request.image}:${tag}`),
-      labels,
-      version: filter.dockerfileIgnored ? '1' : '2',
-      // Without forcerm a failed classic build step leaves its container behind.
-      rm: true,
-      forcerm: true,
-      abortSignal: ctx.signal,
-    } as object).catch(contextFailure);
-    const progress = new BuildProgress((line) => {
-      if (!NOISE.some((re) => re.test(line))) ctx.out.line(line);
-    });
+    // A Dockerfile step that prints nothing for the whole stall timeout counts as a stall too: the
+    // engine sends no event meanwhile, and cannot be told apart from one that hangs.
     try {
-      await followStream(stream, (event) => {
-        if (event.id === BUILDKIT_TRACE && typeof event.aux === 'string') progress.update(decodeStatus(event.aux));
-        else if (event.stream) progress.text(CLASSIC_TEXT, Buffer.from(event.stream));
-        else if (event.status) ctx.out.line(`${event.id ? `${event.id}: ` : ''}${event.status}`);
-        const id = typeof event.aux === 'object' ? event.aux.ID : undefined;
-        if (typeof id === 'string') ctx.imageId = id;
+      await ctx.watchdog.engine(`building ${request.image}`, async (p) => {
+        moved = p;
+        // No authconfig: dockerode's session would hand the push credentials to every registry a
+        // FROM line names. Base images are pulled anonymously, as with the classic builder.
+        const stream = await ctx.docker.buildImage(context, {
+          t: request.tags.map((tag) => `${request.image}:${tag}`),
+          labels,
+          version: filter.dockerfileIgnored ? '1' : '2',
+          // Without forcerm a failed classic build step leaves its container behind.
+          rm: true,
+          forcerm: true,
+          abortSignal: ctx.signal,
+        } as object).catch(contextFailure);
+        stream.on('data', p);
+        const progress = new BuildProgress((line) => {
+          if (!NOISE.some((re) => re.test(line))) ctx.out.line(line);
+        });
+        try {
+          await followStream(stream, (event) => {
+            if (event.id === BUILDKIT_TRACE && typeof event.aux === 'string') progress.update(decodeStatus(event.aux));
+            else if (event.stream) progress.text(CLASSIC_TEXT, Buffer.from(event.stream));
+            else if (event.status) ctx.out.line(`${event.id ? `${event.id}: ` : ''}${event.status}`);
+            const id = typeof event.aux === 'object' ? event.aux.ID : undefined;
+            if (typeof id === 'string') ctx.imageId = id;
+          });
+        } catch (err) {
+          if (context.contextError) throw context.contextError;
+          if (!(err instanceof EngineStreamError)) throw err;
+          if (/failed to read dockerfile|cannot locate specified dockerfile/i.test(err.message)) {
+            // The metadata step saw a Dockerfile in the checkout: only build.sh can have taken it away.
+            throw ctx.builder ? errors.dockerfileRemovedByBuild() : errors.missingDockerfile(ctx.commit!.slice(0, 12));
+          }
+          throw errors.imageBuild(err.message);
+        } finally {
+          progress.flush();
+        }
       });
-    } catch (err) {
-      if (context.contextError) throw context.contextError;
-      if (!(err instanceof EngineStreamError)) throw err;
-      if (/failed to read dockerfile|cannot locate specified dockerfile/i.test(err.message)) {
-        // The metadata step saw a Dockerfile in the checkout: only build.sh can have taken it away.
-        throw ctx.builder ? errors.dockerfileRemovedByBuild() : errors.missingDockerfile(ctx.commit!.slice(0, 12));
-      }
-      throw errors.imageBuild(err.message);
     } finally {
-      progress.flush();
-      // However the build ended, nothing more is read from the builder: an archive left open holds its lock.
+      // However the build ended (a stall included), nothing more is read from the builder: an
+      // archive left open holds its lock.
       (archive as { destroy?: () => void } | undefined)?.destroy?.();
     }
     if (context.contextError) throw context.contextError;

@@ -10,14 +10,18 @@ export const loginStep: Step = {
   async run(ctx) {
     for (const note of ctx.request.registry.notes) ctx.out.line(note);
     try {
-      await ctx.docker.ping();
+      await ctx.watchdog.engine('checking that the engine answers', () => ctx.docker.ping());
     } catch (err) {
       throw asEngineError(err, ctx.config);
     }
     const auth = authConfig(ctx);
     if (!auth) return;
     try {
-      await ctx.docker.checkAuth({ ...auth, abortSignal: ctx.signal });
+      // The engine asks the registry: a silent one shows as a silent engine.
+      await ctx.watchdog.guard(
+        { source: 'the engine', doing: `checking the login at ${ctx.request.registry.server}`, hint: `check that the registry is up and reachable from the engine, and the engine with docker info` },
+        () => ctx.docker.checkAuth({ ...auth, abortSignal: ctx.signal }),
+      );
     } catch (err) {
       if (ctx.signal.aborted) throw err;
       const message = engineMessage(err);

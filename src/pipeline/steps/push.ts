@@ -13,16 +13,19 @@ export const pushStep: Step = {
       let sent = 0;
       let present = 0;
       try {
-        const stream = await ctx.docker.getImage(request.image).push({ tag, authconfig: authConfig(ctx), abortSignal: ctx.signal } as object);
-        await followStream(stream, (event) => {
-          if (event.status === 'Pushed') {
-            sent++;
-            ctx.out.line(`  layer ${event.id} pushed`);
-          } else if (event.status === 'Layer already exists' || event.status?.startsWith('Mounted from')) {
-            present++;
-          }
-          const digest = typeof event.aux === 'object' ? event.aux.Digest : undefined;
-          if (typeof digest === 'string') ctx.digest = digest;
+        await ctx.watchdog.guard({ source: 'the engine', doing: `pushing ${ref}`, hint: `check the registry ${request.registry.server} and the engine with docker info` }, async (progress) => {
+          const stream = await ctx.docker.getImage(request.image).push({ tag, authconfig: authConfig(ctx), abortSignal: ctx.signal } as object);
+          stream.on('data', progress);
+          await followStream(stream, (event) => {
+            if (event.status === 'Pushed') {
+              sent++;
+              ctx.out.line(`  layer ${event.id} pushed`);
+            } else if (event.status === 'Layer already exists' || event.status?.startsWith('Mounted from')) {
+              present++;
+            }
+            const digest = typeof event.aux === 'object' ? event.aux.Digest : undefined;
+            if (typeof digest === 'string') ctx.digest = digest;
+          });
         });
       } catch (err) {
         if (ctx.signal.aborted) throw err;

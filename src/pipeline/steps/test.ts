@@ -10,16 +10,16 @@ export const testStep: Step = {
   async run(ctx) {
     const entrypoint = ctx.metadata?.testEntrypoint;
     if (!entrypoint) return;
-    const container = await ctx.containers.create('test', {
+    const container = await ctx.watchdog.engine('creating the test container', () => ctx.containers.create('test', {
       Image: ctx.imageId!,
       Entrypoint: entrypoint,
       Cmd: [],
       AttachStdout: true,
       AttachStderr: true,
       HostConfig: { NetworkMode: ctx.config.buildNetwork, ...limitsHostConfig(ctx.config.buildLimits) },
-    });
-    const code = await runAttached(container, ctx.out.stdout, ctx.out.stderr, ctx.signal);
-    await ctx.containers.remove(container);
+    }));
+    const code = await runAttached(container, ctx.out.stdout, ctx.out.stderr, ctx.signal, { watchdog: ctx.watchdog, doing: 'running the in-image test' });
+    await ctx.watchdog.engine('removing the test container', () => ctx.containers.remove(container));
     if (code !== 0) throw errors.testFailed(code);
   },
 };

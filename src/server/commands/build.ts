@@ -1,3 +1,7 @@
+import { isBuildError } from '../../errors.js';
+import { UserOutput } from '../../io/output.js';
+import { createRedactor } from '../../io/redact.js';
+import { timeLimitOf } from '../../pipeline/build-signal.js';
 import { requestOrExit } from '../../request/parse.js';
 import { followAsText } from '../../service/text-front.js';
 import type { Command } from './types.js';
@@ -12,6 +16,16 @@ export const buildCommand: Command = {
     // No environment: a client never reaches the server's own variables.
     const request = await requestOrExit(args, {}, io);
     if (typeof request === 'number') return request;
+    // A --timeout above the server's limit is refused before the build waits in line.
+    try {
+      timeLimitOf(request, services.config);
+    } catch (err) {
+      if (!isBuildError(err)) throw err;
+      const out = new UserOutput(io, createRedactor(request.secrets));
+      out.errorLine(`error: ${err.message}`);
+      await out.close();
+      return err.exitCode;
+    }
     const build = services.builds.submit(request, 'ssh');
     const cancel = () => services.builds.cancel(build.id, 'the SSH connection closed');
     if (signal.aborted) cancel();
