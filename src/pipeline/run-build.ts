@@ -53,6 +53,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
     if (!isBuildError(err)) throw err;
     out.errorLine(`error: ${err.message}`);
     await out.close();
+    services?.hooks?.finished?.({ exitCode: err.exitCode, error: { code: err.code, message: redactor.redact(err.message) } });
     return err.exitCode;
   }
   // The build's own signal: the caller's, the time limit and the watchdog's stalls in one.
