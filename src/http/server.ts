@@ -37,7 +37,7 @@ const MAX_UNREAD_BYTES = 16 * 1024 * 1024;
 /** The HTTP front: node:http only (a handful of routes; no framework pays for itself here). */
 export async function startHttpServer(listen: { host: string; port: number }, deps: HttpDeps): Promise<RunningHttp> {
   const server = http.createServer({ requestTimeout: 60_000, headersTimeout: 20_000, maxHeaderSize: 16 * 1024 }, (req, res) => {
-    void handle(req, res, deps).catch((err: Error) => {
+    void handle(req, res, deps, watch).catch((err: Error) => {
       if (err instanceof HttpError && !res.headersSent) {
         if (err.status === 413 || err.status === 415) res.setHeader('Connection', 'close');
         return sendError(res, err);
@@ -47,6 +47,7 @@ export async function startHttpServer(listen: { host: string; port: number }, de
       else res.destroy();
     });
   });
+  const watch = new BuildWatch(deps.service);
   // Streams last as long as their builds; the request timeout covers receiving requests only.
   server.timeout = 0;
   server.maxConnections = 1024;
@@ -69,7 +70,7 @@ export async function startHttpServer(listen: { host: string; port: number }, de
   };
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps): Promise<void> {
+async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps, watch: BuildWatch): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://buildbot');
   const route = url.pathname;
   if (route === '/healthz') {
@@ -83,6 +84,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps)
     const { contentType, body } = await deps.metrics();
     res.writeHead(200, { 'Content-Type': contentType, 'Cache-Control': 'no-store' });
     return void res.end(body);
+  }
+  if (route === '/api/v1/events') {
+    if (!allow(req, res, ['GET']) || !authorize(req, res, deps, 'read')) return;
+    return watch.serve(req, res, deps.heartbeatMs ?? 15_000);
   }
   if (route === '/api/v1/builds') {
     if (!allow(req, res, ['GET', 'POST'])) return;
@@ -234,6 +239,48 @@ function followLive(res: ServerResponse, build: Build, after: number, blocking: 
     }, { after, blocking });
     if (ended) unsubscribe();
   });
+}
+
+/**
+ * GET /api/v1/events: every change of any build of this process (submitted, waiting, a step
+ * started or ended, the end) as `{"type":"build","build":{…}}`, for pages that list builds live.
+ * A reader that does not keep up is dropped (it reloads the list and watches again).
+ */
+class BuildWatch {
+  private readonly readers = new Set<(text: (sse: boolean) => string) => void>();
+
+  constructor(service: BuildService) {
+    service.observe({
+      submitted: (build) => this.tell(build.summary),
+      record: (build, record) => {
+        if (record.type !== 'output') this.tell(build.summary);
+      },
+    });
+  }
+
+  private tell(summary: BuildSummary): void {
+    if (!this.readers.size) return;
+    const json = JSON.stringify({ type: 'build', build: publicSummary(summary) });
+    const text = (sse: boolean) => (sse ? `data: ${json}\n\n` : `${json}\n`);
+    this.readers.forEach((reader) => reader(text));
+  }
+
+  serve(req: IncomingMessage, res: ServerResponse, heartbeatMs: number): Promise<void> {
+    const sse = accepts(req, SSE);
+    res.writeHead(200, { 'Content-Type': sse ? SSE : NDJSON, 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
+    if (sse) res.write('retry: 3000\n\n');
+    const reader = (text: (sse: boolean) => string) => {
+      res.write(text(sse));
+      if (res.writableLength > 1024 * 1024) res.destroy();
+    };
+    this.readers.add(reader);
+    const heartbeat = setInterval(() => res.write(sse ? ': heartbeat\n\n' : '\n'), heartbeatMs);
+    return new Promise((resolve) => res.once('close', () => {
+      clearInterval(heartbeat);
+      this.readers.delete(reader);
+      resolve();
+    }));
+  }
 }
 
 /** Sends the stored records of a build that is not live here, with backpressure. */

@@ -102,11 +102,32 @@ describe('the HTTP API', () => {
   it('runs a build: 202 with Location, then its status, records, events and log', async () => {
     const repo = repoWith('http-site', staticSite());
     const service = unique('http-site');
+    // Every change of every build, as a page that lists builds watches them.
+    const watching = new AbortController();
+    const watch = await fetch(`${base()}/api/v1/events`, { headers: { Authorization: `Bearer ${READ}` }, signal: watching.signal });
+    assert.equal(watch.headers.get('content-type'), 'application/x-ndjson');
     const res = await call('/api/v1/builds', body(request(service, repo.url, { tags: ['1.0.0', 'latest'] })));
     assert.equal(res.status, 202);
     const { id, status } = res.json();
     assert.equal(res.headers.get('location'), `/api/v1/builds/${id}`);
     assert.ok(status === 'queued' || status === 'running');
+    const changes: Array<{ status: string; steps: unknown[] }> = [];
+    let pending = '';
+    const decoder = new TextDecoder();
+    for await (const chunk of watch.body as unknown as AsyncIterable<Uint8Array>) {
+      pending += decoder.decode(chunk, { stream: true });
+      const lines = pending.split('\n');
+      pending = lines.pop()!;
+      for (const line of lines.filter(Boolean)) {
+        const event = JSON.parse(line) as { type: string; build: { id: string; status: string; steps: unknown[] } };
+        if (event.type === 'build' && event.build.id === id) changes.push(event.build);
+      }
+      if (changes.at(-1)?.status === 'succeeded') break;
+    }
+    watching.abort();
+    const statuses = changes.map((c) => c.status).filter((s, i, all) => s !== all[i - 1]);
+    assert.deepEqual(statuses, ['queued', 'running', 'succeeded']);
+    assert.equal(changes.at(-1)!.steps.length, 8);
     await waitForStatus(id, 'succeeded');
 
     const build = (await call(`/api/v1/builds/${id}`, { token: READ })).json();
