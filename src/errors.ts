@@ -154,6 +154,7 @@ export const errors = {
       'EUSAGE',
       `--timeout ${requested} is more than this server's time limit of ${limit} s (its --build-timeout); --timeout may only lower the limit: give ${limit} or less`,
       EXIT_USAGE,
+      { field: 'timeout' },
     ),
 };
 

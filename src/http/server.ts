@@ -8,6 +8,7 @@ import type { BuildService } from '../service/service.js';
 import { FINAL_STATUSES, type BuildRecord, type BuildStatus, type BuildSummary } from '../service/types.js';
 import { Tokens, type Access } from './auth.js';
 import { asHttpError, HttpError, readJson, requestFromJson } from './body.js';
+import { timeLimitOf } from '../pipeline/build-signal.js';
 
 export interface HttpDeps {
   service: BuildService;
@@ -115,6 +116,8 @@ async function submit(req: IncomingMessage, res: ServerResponse, url: URL, deps:
   let request;
   try {
     request = await requestFromJson(await readJson(req));
+    // A timeout above the server's limit is refused now, not once the build's turn comes.
+    timeLimitOf(request, deps.service.config);
   } catch (err) {
     if (isBuildError(err)) throw asHttpError(err);
     throw err;

@@ -51,6 +51,11 @@ export class BuildService {
     this.queue = new BuildQueue(options.maxBuilds);
   }
 
+  /** The settings builds run with (a front checks a request's --timeout against them before submitting). */
+  get config(): Config {
+    return this.options.config;
+  }
+
   get maxBuilds(): number {
     return this.options.maxBuilds;
   }

@@ -33,10 +33,11 @@ export const OUTPUT_TAIL = 64 * 1024;
 
 /**
  * A command's stderr without its progress display: each line keeps only what follows its last
- * carriage return (progress redraws itself with "\r"), and blank lines go.
+ * carriage return inside it (progress redraws itself with "\r"), and blank lines go.
  */
 export function withoutProgress(text: string): string {
-  return text.split('\n').map((line) => line.slice(line.lastIndexOf('\r') + 1)).filter((line) => line.trim() !== '').join('\n');
+  // ssh ends its lines with "\r\n": that carriage return ends a line, it does not redraw one.
+  return text.split('\n').map((line) => line.replace(/\r+$/, '')).map((line) => line.slice(line.lastIndexOf('\r') + 1)).filter((line) => line.trim() !== '').join('\n');
 }
 
 export class VcsCommandError extends Error {

@@ -156,8 +156,9 @@ describe('no build hangs', () => {
     await assertNothingLeft();
   });
 
-  it('over SSH: --timeout above the server\'s --build-timeout and the server-only settings are refused', async () => {
-    const server = await startServer({ args: ['--build-timeout', '30', '--stall-timeout', '20'] });
+  it('over SSH and HTTP: --timeout above the server\'s --build-timeout and the server-only settings are refused', async () => {
+    const token = 'watchdog-token-5d1c0e7a9b3f';
+    const server = await startServer({ args: ['--build-timeout', '30', '--stall-timeout', '20', '--api-token', token] });
     try {
       const args = buildArgs({ service: unique('sshlimit'), repo: 'ssh://git@example.invalid/r.git', revision: 'main', image: 'x' });
       const high = await ssh(server, ['buildbot.sh', ...args.map(quote), '--timeout', '31']);
@@ -166,6 +167,15 @@ describe('no build hangs', () => {
       const setting = await ssh(server, ['buildbot.sh', ...args.map(quote), '--stall-timeout', '5']);
       assert.equal(setting.code, 2);
       assert.match(setting.stderr, /^error: --stall-timeout is a setting of the server/m);
+      const res = await fetch(`http://127.0.0.1:${server.httpPort}/api/v1/builds`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+        body: JSON.stringify({ service_id: unique('httplimit'), repo: 'ssh://git@example.invalid/r.git', revision: 'main', image: `${testEnv().registry}/x`, tags: ['1'], timeout: 31 }),
+      });
+      assert.equal(res.status, 400);
+      const { error } = (await res.json()) as { error: { code: string; field: string; message: string } };
+      assert.deepEqual([error.code, error.field], ['EUSAGE', 'timeout']);
+      assert.match(error.message, /^"timeout" 31 is more than this server's time limit of 30 s/);
     } finally {
       await server.stop();
     }

@@ -184,6 +184,9 @@ describe('stall watchdog', () => {
       'Receiving objects: 100% (10/10), done.\nfatal: the remote end hung up',
     );
     assert.equal(withoutProgress('\rfiles [==>   ] 2/9\r              \rabort: no suitable response\n'), 'abort: no suitable response');
+    // ssh's own lines end in \r\n: kept whole.
+    assert.equal(withoutProgress('root@h: Permission denied (publickey).\r\nfatal: Could not read from remote repository.\n'),
+      'root@h: Permission denied (publickey).\nfatal: Could not read from remote repository.');
   });
 });
 
