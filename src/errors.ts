@@ -134,6 +134,11 @@ export const errors = {
     new BuildError('ETEST', `the in-image test exited with code ${exitCode}; nothing was pushed`, exitCode),
   push: (ref: string, detail: string) => new BuildError('EPUSH', `pushing ${ref} failed: ${detail}; the registry refused it or could not be reached, tags pushed before it stay in the registry`),
 
+  missingCustomDockerfile: (file: string, revision: string) =>
+    new BuildError('ENODOCKERFILE', `there is no ${file} in the repository at ${revision}, the Dockerfile --dockerfile names; check the path (relative to the repository root) or add the file`),
+  dockerfileOutsideRepo: (file: string) =>
+    new BuildError('EREPOFILE', `--dockerfile ${file}: a directory on its path is a symbolic link or not a directory; the Dockerfile must be a file of the repository itself`),
+
   badBuilderImage: (detail: string) =>
     new BuildError('EBUILDERIMAGE', `${detail}; fix the #build_inside_docker_image line of build.sh`),
   workDir: (problem: string) => new BuildError('EWORKDIR', `the server's work dir is not usable: ${problem}`),

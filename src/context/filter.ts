@@ -29,13 +29,13 @@ const inVcsDir = (relPath: string) => relPath.split('/').some((part) => VCS_DIRS
  * Dockerfile out. A .dockerignore docker would reject, or one too costly to match, ends the
  * build with EDOCKERIGNORE.
  */
-export function createContextFilter(dockerignoreText: string | undefined): ContextFilter {
+export function createContextFilter(dockerignoreText: string | undefined, dockerfile = 'Dockerfile'): ContextFilter {
   const matcher = DockerignoreMatcher.parse(dockerignoreText ?? '');
-  const dockerfileIgnored = matcher.excludes('Dockerfile');
+  const dockerfileIgnored = matcher.excludes(dockerfile);
   return {
     dockerfileIgnored,
     includes(relPath) {
-      if (relPath === 'Dockerfile' || (relPath === '.dockerignore' && dockerfileIgnored)) return true;
+      if (relPath === dockerfile || (relPath === '.dockerignore' && dockerfileIgnored)) return true;
       if (inVcsDir(relPath)) return false;
       return !matcher.excludes(relPath);
     },

@@ -1,4 +1,9 @@
+import { randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import type Docker from 'dockerode';
 import protobuf from 'protobufjs';
+import { registryOfHost } from '../request/registry.js';
 
 /** The build stream's event id for BuildKit progress; its `aux` is a base64 StatusResponse. */
 export const BUILDKIT_TRACE = 'moby.buildkit.trace';
@@ -7,20 +12,22 @@ export const BUILDKIT_TRACE = 'moby.buildkit.trace';
 const CONTEXT_UNPACK = 'copy /context /';
 
 const MAX_PARTIAL_LINE = 64 * 1024;
+// BuildKit's step that reads a --cache_from image's cache metadata.
+const CACHE_IMPORT = 'importing cache manifest from ';
 
 // The part of moby/buildkit's control.proto StatusResponse that the progress display uses;
 // protobufjs skips the fields left out (per-transfer byte counts, progress groups).
 const StatusResponse = protobuf
   .parse(`syntax = "proto3";
     message StatusResponse { repeated Vertex vertexes = 1; repeated VertexLog logs = 3; repeated VertexWarning warnings = 4; }
-    message Vertex { string digest = 1; string name = 3; bool cached = 4; Timestamp started = 5; Timestamp completed = 6; }
+    message Vertex { string digest = 1; string name = 3; bool cached = 4; Timestamp started = 5; Timestamp completed = 6; string error = 7; }
     message VertexLog { string vertex = 1; int64 stream = 3; bytes msg = 4; }
     message VertexWarning { bytes short = 3; }
     message Timestamp { int64 seconds = 1; int32 nanos = 2; }`)
   .root.lookupType('StatusResponse');
 
 interface Status {
-  vertexes: Array<{ digest: string; name: string; cached: boolean; started?: object; completed?: object }>;
+  vertexes: Array<{ digest: string; name: string; cached: boolean; started?: object; completed?: object; error?: string }>;
   logs: Array<{ vertex: string; stream: number; msg: Uint8Array }>;
   warnings: Array<{ short: Uint8Array }>;
 }
@@ -51,6 +58,13 @@ export class BuildProgress {
       if (!this.announced.has(vertex.digest) && (vertex.started || vertex.cached) && !isBookkeeping(vertex.name)) {
         this.announced.add(vertex.digest);
         this.print(vertex.cached ? `${vertex.name} (cached)` : vertex.name);
+      }
+    }
+    // A cache source that cannot be read does not fail the build: say why its layers were not reused.
+    for (const vertex of status.vertexes) {
+      if (vertex.error && vertex.name.startsWith(CACHE_IMPORT) && !this.announced.has(`${vertex.digest} error`)) {
+        this.announced.add(`${vertex.digest} error`);
+        this.print(`warning: ${vertex.name} failed: ${vertex.error}`);
       }
     }
     // A step's stdout and stderr each have their own unfinished line.
@@ -87,4 +101,157 @@ export class BuildProgress {
 
 function isBookkeeping(name: string): boolean {
   return name.startsWith('[internal]') || name === CONTEXT_UNPACK;
+}
+
+/*
+ * The BuildKit session: the channel over which the engine asks the client for registry
+ * credentials and build secrets while a build runs. dockerode opens one that answers every
+ * credential request with nothing (or, given authconfig, with the push credentials for every
+ * host a FROM line names), and has no secrets. This one answers credential requests only for
+ * the push registry, and serves the request's build secrets.
+ */
+
+const SessionMessages = protobuf
+  .parse(`syntax = "proto3";
+    message CredentialsRequest { string Host = 1; }
+    message CredentialsResponse { string Username = 1; string Secret = 2; }
+    message GetSecretRequest { string ID = 1; map<string, string> annotations = 2; }
+    message GetSecretResponse { bytes data = 1; }
+    message HealthCheckRequest { string service = 1; }
+    message HealthCheckResponse { int32 status = 1; }`)
+  .root;
+
+function unary(path: string, request: string, response: string): grpc.MethodDefinition<object, object> {
+  const req = SessionMessages.lookupType(request);
+  const res = SessionMessages.lookupType(response);
+  return {
+    path,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: object) => Buffer.from(req.encode(req.fromObject(value)).finish()),
+    requestDeserialize: (bytes: Buffer) => req.toObject(req.decode(bytes), { defaults: true }),
+    responseSerialize: (value: object) => Buffer.from(res.encode(res.fromObject(value)).finish()),
+    responseDeserialize: (bytes: Buffer) => res.toObject(res.decode(bytes), { defaults: true }),
+  };
+}
+
+const AUTH = { Credentials: unary('/moby.filesync.v1.Auth/Credentials', 'CredentialsRequest', 'CredentialsResponse') };
+const SECRETS = { GetSecret: unary('/moby.buildkit.secrets.v1.Secrets/GetSecret', 'GetSecretRequest', 'GetSecretResponse') };
+// BuildKit checks the session's health every second and drops a session that does not answer.
+const HEALTH = { Check: unary('/grpc.health.v1.Health/Check', 'HealthCheckRequest', 'HealthCheckResponse') };
+const SERVING = 1;
+
+export interface SessionAnswers {
+  /** The registry that gets the login (host[:port] or docker.io, as registry.ts names it). */
+  registry: string;
+  login?: { username: string; password: string };
+  /** Build secrets by id, for RUN --mount=type=secret,id=… */
+  secrets: ReadonlyMap<string, Buffer>;
+  /** Told which hosts asked and were answered (for the server log; never the credentials). */
+  onCredentialRequest?: (host: string, answered: boolean) => void;
+}
+
+/** The credentials BuildKit gets for `host`: the login for the push registry's host, nothing for any other. */
+export function credentialsFor(host: string, answers: SessionAnswers): { Username?: string; Secret?: string } {
+  const asked = registryOfHost(host);
+  if (!answers.login || asked === undefined || asked !== answers.registry) return {};
+  return { Username: answers.login.username, Secret: answers.login.password };
+}
+
+/**
+ * Opens a session on the engine (POST /session, upgraded to HTTP/2 with the engine as the
+ * gRPC client) and returns its id and a function that closes it.
+ */
+export function openSession(docker: Docker, answers: SessionAnswers): Promise<{ id: string; close: () => void }> {
+  const id = randomUUID();
+  const methods = [AUTH.Credentials.path, SECRETS.GetSecret.path, HEALTH.Check.path];
+  return new Promise((resolve, reject) => {
+    docker.modem.dial({
+      method: 'POST',
+      path: '/session',
+      hijack: true,
+      headers: {
+        Upgrade: 'h2c',
+        'X-Docker-Expose-Session-Uuid': id,
+        'X-Docker-Expose-Session-Name': 'buildbot',
+        'X-Docker-Expose-Session-Sharedkey': '',
+        'X-Docker-Expose-Session-Grpc-Method': methods,
+      },
+      statusCodes: { 101: true, 200: true, 500: 'server error' },
+    } as object as Parameters<typeof docker.modem.dial>[0], (err: unknown, socket: unknown) => {
+      if (err) return reject(err);
+      const connection = socket as Duplex;
+      const server = new grpc.Server();
+      server.addService(AUTH, {
+        Credentials(call: grpc.ServerUnaryCall<{ Host: string }, object>, callback: grpc.sendUnaryData<object>) {
+          const answer = credentialsFor(call.request.Host, answers);
+          answers.onCredentialRequest?.(call.request.Host, answer.Username !== undefined);
+          callback(null, answer);
+        },
+      });
+      server.addService(SECRETS, {
+        GetSecret(call: grpc.ServerUnaryCall<{ ID: string }, object>, callback: grpc.sendUnaryData<object>) {
+          const data = answers.secrets.get(call.request.ID);
+          if (data === undefined) callback({ code: grpc.status.NOT_FOUND, details: `no build secret "${call.request.ID}" was given (--build_secret ID=VALUE)` });
+          else callback(null, { data });
+        },
+      });
+      server.addService(HEALTH, {
+        Check(_call: unknown, callback: grpc.sendUnaryData<object>) {
+          callback(null, { status: SERVING });
+        },
+      });
+      // Over a TLS connection to the engine, Node's HTTP/2 server would take the socket's ALPN
+      // answer (none: the engine's API speaks HTTP/1.1) for a client that cannot speak HTTP/2 and
+      // drop the session; after the upgrade it does speak HTTP/2 (h2c, in the clear inside TLS).
+      if ((connection as Duplex & { alpnProtocol?: unknown }).alpnProtocol !== undefined) Object.assign(connection, { alpnProtocol: 'h2' });
+      server.createConnectionInjector(grpc.ServerCredentials.createInsecure()).injectConnection(connection);
+      let closed = false;
+      resolve({
+        id,
+        close() {
+          if (closed) return;
+          closed = true;
+          server.forceShutdown();
+          connection.destroy();
+        },
+      });
+    });
+  });
+}
+
+/**
+ * Starts a build on the engine, as dockerode's buildImage does, but with BuildKit's session
+ * opened here (see openSession) when `session` is given. The session closes when the build's
+ * stream ends, fails or is aborted.
+ */
+export async function startBuild(
+  docker: Docker,
+  context: NodeJS.ReadableStream,
+  query: Record<string, unknown>,
+  options: { signal: AbortSignal; session?: SessionAnswers; registryConfig?: Record<string, object> },
+): Promise<NodeJS.ReadableStream> {
+  const session = options.session ? await openSession(docker, options.session) : undefined;
+  try {
+    const stream = await new Promise<NodeJS.ReadableStream>((resolve, reject) => {
+      docker.modem.dial({
+        path: '/build?',
+        method: 'POST',
+        file: context,
+        options: { ...query, ...(session ? { session: session.id } : {}) },
+        ...(options.registryConfig ? { registryconfig: options.registryConfig } : {}),
+        abortSignal: options.signal,
+        isStream: true,
+        statusCodes: { 200: true, 400: 'bad parameter', 500: 'server error' },
+      } as object as Parameters<typeof docker.modem.dial>[0], (err: unknown, data: unknown) => (err ? reject(err) : resolve(data as NodeJS.ReadableStream)));
+    });
+    if (session) {
+      for (const event of ['end', 'close', 'error']) stream.once(event, session.close);
+      options.signal.addEventListener('abort', session.close, { once: true });
+    }
+    return stream;
+  } catch (err) {
+    session?.close();
+    throw err;
+  }
 }

@@ -139,19 +139,20 @@ export function loginCmdSecrets(line: string): string[] {
 }
 
 /**
- * The secrets in a buildbot.sh command line's login flags, read from the raw arguments
- * before any parsing (for redacting usage errors). Recognizes --docker_login_cmd and
- * --docker_login_cache as separate words or with "=".
+ * The secrets in a buildbot.sh command line's login and build secret flags, read from the raw
+ * arguments before any parsing (for redacting usage errors). Recognizes --docker_login_cmd,
+ * --docker_login_cache and --build_secret as separate words or with "=".
  */
 export function loginSecretsFromArgv(argv: readonly string[]): string[] {
   const secrets: string[] = [];
   for (let i = 0; i < argv.length; i++) {
-    const match = /^--?(docker_login_cmd|docker_login_cache)(?:=(.*))?$/s.exec(argv[i]);
+    const match = /^--?(docker_login_cmd|docker_login_cache|build_secret)(?:=(.*))?$/s.exec(argv[i]);
     if (!match) continue;
     const value = match[2] ?? argv[i + 1];
     if (value === undefined) continue;
     if (match[1] === 'docker_login_cmd') secrets.push(...loginCmdSecrets(value));
-    else secrets.push(...loginCacheSecrets(value));
+    else if (match[1] === 'docker_login_cache') secrets.push(...loginCacheSecrets(value));
+    else secrets.push(value, value.slice(value.indexOf('=') + 1));
   }
   return [...new Set(secrets.filter(Boolean))];
 }

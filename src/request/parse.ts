@@ -2,6 +2,7 @@ import yargs from 'yargs';
 import { errors, EXIT_OK, isBuildError } from '../errors.js';
 import type { BuildIO } from '../io/output.js';
 import { createRedactor } from '../io/redact.js';
+import { BUILD_FLAGS, readBuildOptions } from './build-options.js';
 import { loginCacheSecrets, loginCmdSecrets, parseDockerLoginCmd, parseLoginCache, swapped } from './docker-login.js';
 import { secretsInRawArguments } from './raw-secrets.js';
 import { isRegistryLike, normalizeLoginServer, splitImageName } from './registry.js';
@@ -35,6 +36,7 @@ const FLAGS = {
   timeout: { type: 'string', describe: "seconds this build may run; may only lower the server's limit (--build-timeout)" },
   'stall-timeout': { type: 'string', describe: 'local runs only: seconds an engine, git or registry operation may stay silent (env BUILDBOT_STALL_TIMEOUT, default 600)' },
   'build-timeout': { type: 'string', describe: 'local runs only: the time limit of a build in seconds (env BUILDBOT_BUILD_TIMEOUT, default 3600)' },
+  ...BUILD_FLAGS,
 } as const;
 
 /** Flags only the local command takes: over SSH the server's own settings hold. */
@@ -120,6 +122,7 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
   const tags = validateTags((Array.isArray(tagValue) ? tagValue : [tagValue]).map(String));
   const notes: string[] = [];
   const login = readLogin(str('docker_login_cmd') ?? env[SECRET_ENV.loginCmd], str('docker_login_cache') ?? env[SECRET_ENV.loginCache], env, server, secrets, notes);
+  const build = readBuildOptions(args, secrets);
 
   return {
     kind: 'build',
@@ -133,6 +136,7 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
       registry: { server, login, notes },
       timeoutSeconds: timeout === undefined ? undefined : Number(timeout),
       local: local ? { stallTimeout: str('stall-timeout'), buildTimeout: str('build-timeout') } : undefined,
+      build,
       secrets,
     },
   };
@@ -199,10 +203,12 @@ function readLogin(cmd: string | undefined, cache: string | undefined, env: Env,
  */
 function attachValues(argv: readonly string[]): string[] {
   const isFlag = (word: string | undefined) => word !== undefined && /^--?[\w-]+$/.test(word) && word.replace(/^--?/, '') in FLAGS;
+  // A switch (--pull) takes no value: the word after it is its own.
+  const isSwitch = (word: string) => (FLAGS as Record<string, { type: string }>)[word.replace(/^--?/, '')]?.type === 'boolean';
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i];
-    if (isFlag(word) && i + 1 < argv.length && !isFlag(argv[i + 1]) && argv[i + 1] !== '--help' && argv[i + 1] !== '-h') {
+    if (isFlag(word) && !isSwitch(word) && i + 1 < argv.length && !isFlag(argv[i + 1]) && argv[i + 1] !== '--help' && argv[i + 1] !== '-h') {
       out.push(`${word}=${argv[++i]}`);
     } else {
       out.push(word);

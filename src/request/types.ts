@@ -1,3 +1,5 @@
+import type { BuildOptions } from './build-options.js';
+
 export type Vcs = 'git' | 'hg';
 
 export interface RegistryLogin {
@@ -33,6 +35,8 @@ export interface BuildRequest {
   timeoutSeconds?: number;
   /** Settings only the local command takes (--stall-timeout, --build-timeout): the server has its own. */
   local?: { stallTimeout?: string; buildTimeout?: string };
+  /** How the image is built (--build_arg, --target, --dockerfile, …). */
+  build: BuildOptions;
   /** Every secret of the request in every form it might appear in output. */
   secrets: string[];
 }

@@ -5,6 +5,7 @@ import { runCli } from '../helpers/cli.js';
 import { EngineSshHost, SecondEngine } from '../helpers/engine.js';
 import { testEnv } from '../helpers/env.js';
 import { suiteRepos, suiteWorkDir } from '../helpers/fixtures.js';
+import { docker, pulledFiles } from '../helpers/docker.js';
 import { registryTags } from '../helpers/registry.js';
 
 const b64 = (text: string) => Buffer.from(text).toString('base64');
@@ -78,6 +79,75 @@ describe('registries: every login form users pass reaches the test registry', ()
   });
 });
 
+describe('build options and BuildKit credentials', () => {
+  const work = suiteWorkDir();
+  const repoWith = suiteRepos();
+
+  const buildRepo = async (files: Record<string, string>, extra: string[] = [], image = unique('opts')) => {
+    const repo = repoWith('opts', files);
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, extra }), work());
+    assertNoSecrets(res.stdout, res.stderr);
+    return { res, image };
+  };
+
+  it('pulls a private FROM image of the push registry on a clean engine cache, and nothing is sent to any other registry', async () => {
+    const { registry } = testEnv();
+    const base = unique('private-base');
+    const pushed = await buildRepo({ Dockerfile: `FROM ${testEnv().busyboxImage}\nRUN echo ${base} > /base-marker\n` }, [], base);
+    assert.equal(pushed.res.code, 0, pushed.res.stderr);
+    // Only the registry has it now: BuildKit must fetch its manifest, and the registry wants a login for that.
+    await docker.getImage(`${registry}/${base}:1.0.0`).remove();
+
+    const app = await buildRepo({ Dockerfile: `FROM ${registry}/${base}:1.0.0\nRUN cat /base-marker\n` });
+    assert.equal(app.res.code, 0, app.res.stderr);
+    assert.match(app.res.stdout, new RegExp(`^${base}$`, 'm'), 'the RUN step read the private base image');
+
+    // The same registry under another name is another host: it gets no credentials, and refuses the pull.
+    await docker.getImage(`${registry}/${base}:1.0.0`).remove().catch(() => undefined);
+    const otherHost = registry.replace('127.0.0.1', 'localhost');
+    const stranger = await buildRepo({ Dockerfile: `FROM ${otherHost}/${base}:1.0.0\nRUN true\n` });
+    assert.equal(stranger.res.code, 1);
+    assert.match(stranger.res.stderr, /error: docker build failed: .*(401|[Uu]nauthorized|authorization)/);
+  });
+
+  it('builds with --dockerfile, --build_arg and --target', async () => {
+    const files = {
+      'docker/Dockerfile.app': [
+        `FROM ${testEnv().busyboxImage} AS base`,
+        'ARG GREETING=unset',
+        'RUN mkdir /out && echo "greeting=$GREETING" > /out/greeting',
+        'FROM base AS final',
+        'RUN echo final > /out/stage',
+        'FROM base AS broken',
+        'RUN echo "the last stage was built" && exit 3',
+      ].join('\n'),
+      Dockerfile: 'this root Dockerfile is not the one built\n',
+    };
+    const { res, image } = await buildRepo(files, ['--dockerfile', 'docker/Dockerfile.app', '--build_arg', 'GREETING=hello world', '--target', 'final']);
+    assert.equal(res.code, 0, res.stderr);
+    const out = await pulledFiles(`${testEnv().registry}/${image}:1.0.0`, '/out');
+    assert.equal(out.get('out/greeting'), 'greeting=hello world\n');
+    assert.equal(out.get('out/stage'), 'final\n');
+
+    const escaping = await buildRepo(files, ['--dockerfile', '../Dockerfile']);
+    assert.equal(escaping.res.code, 2);
+    assert.match(escaping.res.stderr, /error: --dockerfile "\.\.\/Dockerfile" has a "\.\." part/);
+    const missing = await buildRepo(files, ['--dockerfile', 'docker/Nope']);
+    assert.equal(missing.res.code, 1);
+    assert.match(missing.res.stderr, /error: there is no docker\/Nope in the repository at [0-9a-f]{12}, the Dockerfile --dockerfile names/);
+  });
+
+  it('hands a build secret to RUN --mount=type=secret, redacted from the output', async () => {
+    const token = `tok-${unique('s')}-${Date.now()}`;
+    const { res } = await buildRepo({
+      Dockerfile: `FROM ${testEnv().busyboxImage}\nRUN --mount=type=secret,id=npm_token echo "length $(wc -c < /run/secrets/npm_token)" && cat /run/secrets/npm_token\n`,
+    }, ['--build_secret', `npm_token=${token}`]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, new RegExp(`length ${token.length}`));
+    assert.ok(!res.stdout.includes(token) && !res.stderr.includes(token), 'the secret was redacted');
+  });
+});
+
 describe('remote engines: DOCKER_HOST as the docker CLI reads it', () => {
   const work = suiteWorkDir();
   const repoWith = suiteRepos();
@@ -122,6 +192,23 @@ describe('remote engines: DOCKER_HOST as the docker CLI reads it', () => {
     assert.equal(stranger.res.code, 1);
     assert.match(stranger.res.stderr, /error: cannot reach the Docker engine at .*\(TLS, certificate verified\) \(TLS: .*\); check that DOCKER_CERT_PATH holds the ca.pem/);
     assert.deepEqual(headers(stranger.res.stdout), ['login']);
+  });
+
+  it('reuses the layers of an image in the registry with --cache_from on an engine that never built it', async () => {
+    const files = { Dockerfile: `FROM ${testEnv().busyboxImage}\nRUN echo ${unique('layer')} > /one\nRUN echo second > /two\n` };
+    const repo = repoWith('cache', files);
+    const image = unique('cache');
+    const first = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image }), work());
+    assert.equal(first.code, 0, first.stderr);
+    assert.doesNotMatch(first.stdout, /RUN echo second > \/two \(cached\)/);
+
+    const from = `${testEnv().registry}/${image}:1.0.0`;
+    const args = buildArgs({ service: image, repo: repo.url, revision: 'main', image, tags: ['2.0.0'], extra: ['--cache_from', from] });
+    const second = await runCli(args, work(), engine.tlsEnv());
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stdout, /RUN echo layer-.* > \/one \(cached\)/);
+    assert.match(second.stdout, /RUN echo second > \/two \(cached\)/);
+    assert.deepEqual(await registryTags(image), ['1.0.0', '2.0.0']);
   });
 
   it('builds through ssh:// with the host key pinned, and refuses a host whose key is not the pinned one', async () => {

@@ -24,6 +24,12 @@ describe('build progress display', () => {
     assert.deepEqual(lines, ['[2/3] COPY public /www (cached)', '[3/3] RUN make']);
   });
 
+  it('says once why a --cache_from source was not used (BuildKit goes on without it)', () => {
+    const failed = { digest: 'm', name: 'importing cache manifest from r.io/api:1', started: at, completed: at, error: 'unexpected status code 401 Unauthorized' };
+    const lines = display({ vertexes: [failed] }, { vertexes: [failed] }, { vertexes: [{ digest: 'r', name: '[2/2] RUN make', started: at, error: 'exit code 2' }] });
+    assert.deepEqual(lines, ['importing cache manifest from r.io/api:1', 'warning: importing cache manifest from r.io/api:1 failed: unexpected status code 401 Unauthorized', '[2/2] RUN make']);
+  });
+
   it('prints output line by line, keeping stdout and stderr lines apart and multi-byte characters whole', () => {
     const euro = Buffer.from('€');
     const lines = display(

@@ -2,7 +2,9 @@ import { errors } from '../../errors.js';
 import { createContextFilter } from '../../context/filter.js';
 import { readRepoFile } from '../../context/repo-file.js';
 import { packDirectory, readSingleFile, repackArchive } from '../../context/tar.js';
-import { BUILDKIT_TRACE, BuildProgress, decodeStatus } from '../../docker/buildkit.js';
+import { BUILDKIT_TRACE, BuildProgress, decodeStatus, startBuild, type SessionAnswers } from '../../docker/buildkit.js';
+import { DEFAULT_DOCKERFILE } from '../../request/build-options.js';
+import { engineServerAddress } from '../../request/registry.js';
 import { EngineStreamError, followStream, statusOf } from '../../docker/engine.js';
 import type { BuildContext, Step } from '../context.js';
 
@@ -32,7 +34,7 @@ export const imageStep: Step = {
     // archive streams, and /project waiting behind an unread .dockerignore hung builds (the rule
     // heads src/docker/containers.ts). It costs one round trip. A refused .dockerignore
     // (EDOCKERIGNORE, EREPOFILE) then leaves no archive open.
-    const filter = createContextFilter(await ctx.watchdog.engine('reading .dockerignore from the build.sh container', () => dockerignoreOf(ctx)));
+    const filter = createContextFilter(await ctx.watchdog.engine('reading .dockerignore from the build.sh container', () => dockerignoreOf(ctx)), request.build.dockerfile);
     const builder = ctx.builder;
     const archive = builder && await ctx.watchdog.engine('asking for /project of the build.sh container', () =>
       builder.getArchive({ path: '/project', abortSignal: ctx.signal } as { path: string }));
@@ -51,17 +53,10 @@ export const imageStep: Step = {
     try {
       await ctx.watchdog.engine(`building ${request.image}`, async (p) => {
         moved = p;
-        // No authconfig: dockerode's session would hand the push credentials to every registry a
-        // FROM line names. Base images are pulled anonymously, as with the classic builder.
-        const stream = await ctx.docker.buildImage(context, {
-          t: request.tags.map((tag) => `${request.image}:${tag}`),
-          labels,
-          version: filter.dockerfileIgnored ? '1' : '2',
-          // Without forcerm a failed classic build step leaves its container behind.
-          rm: true,
-          forcerm: true,
-          abortSignal: ctx.signal,
-        } as object).catch(contextFailure);
+        const stream = await startBuild(ctx.docker, context, buildQuery(ctx, labels, filter.dockerfileIgnored), {
+          signal: ctx.signal,
+          ...registryAnswers(ctx, filter.dockerfileIgnored),
+        }).catch(contextFailure);
         stream.on('data', p);
         const progress = new BuildProgress((line) => {
           if (!NOISE.some((re) => re.test(line))) ctx.out.line(line);
@@ -79,6 +74,7 @@ export const imageStep: Step = {
           if (!(err instanceof EngineStreamError)) throw err;
           if (/failed to read dockerfile|cannot locate specified dockerfile/i.test(err.message)) {
             // The metadata step saw a Dockerfile in the checkout: only build.sh can have taken it away.
+            if (request.build.dockerfile !== DEFAULT_DOCKERFILE) throw errors.missingCustomDockerfile(request.build.dockerfile, ctx.commit!.slice(0, 12));
             throw ctx.builder ? errors.dockerfileRemovedByBuild() : errors.missingDockerfile(ctx.commit!.slice(0, 12));
           }
           throw errors.imageBuild(err.message);
@@ -106,4 +102,45 @@ async function dockerignoreOf(ctx: BuildContext): Promise<string | undefined> {
       if (statusOf(err) === 404) return undefined;
       throw err;
     });
+}
+
+/** The engine's build parameters for the request's build options. */
+function buildQuery(ctx: BuildContext, labels: Record<string, string>, classic: boolean): Record<string, unknown> {
+  const { request } = ctx;
+  const { build } = request;
+  return {
+    t: request.tags.map((tag) => `${request.image}:${tag}`),
+    labels,
+    version: classic ? '1' : '2',
+    // Without forcerm a failed classic build step leaves its container behind.
+    rm: true,
+    forcerm: true,
+    dockerfile: build.dockerfile,
+    // Inline cache metadata in every BuildKit image, so that a later --cache_from of it can reuse its layers.
+    buildargs: { ...(classic ? {} : { BUILDKIT_INLINE_CACHE: '1' }), ...build.args },
+    ...(build.target ? { target: build.target } : {}),
+    ...(build.platform ? { platform: build.platform } : {}),
+    ...(build.pull ? { pull: '1' } : {}),
+    ...(build.noCache ? { nocache: 'true' } : {}),
+    ...(build.cacheFrom.length ? { cachefrom: JSON.stringify(build.cacheFrom) } : {}),
+  };
+}
+
+/**
+ * Registry credentials for base images, cache sources and build secrets: only the push
+ * registry gets the login, so a FROM line can never send it elsewhere. BuildKit asks over its
+ * session, host by host; the classic builder takes a per-registry map up front.
+ */
+function registryAnswers(ctx: BuildContext, classic: boolean): { session?: SessionAnswers; registryConfig?: Record<string, object> } {
+  const { server, login } = ctx.request.registry;
+  if (classic) return login ? { registryConfig: { [engineServerAddress(server)]: { username: login.username, password: login.password } } } : {};
+  const secrets = new Map(Object.entries(ctx.request.build.secrets).map(([id, value]) => [id, Buffer.from(value)]));
+  return {
+    session: {
+      registry: server,
+      login,
+      secrets,
+      onCredentialRequest: (host, answered) => ctx.log('buildkit-credentials', { build: ctx.buildId, host, answered }),
+    },
+  };
 }

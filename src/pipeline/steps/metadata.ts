@@ -1,5 +1,8 @@
+import { lstat } from 'node:fs/promises';
+import path from 'node:path';
 import { readRepoFile, writeRepoFile } from '../../context/repo-file.js';
 import { errors, isBuildError } from '../../errors.js';
+import { DEFAULT_DOCKERFILE } from '../../request/build-options.js';
 import { shellSplit } from '../../request/shell-split.js';
 import type { Step } from '../context.js';
 
@@ -16,8 +19,12 @@ export const metadataStep: Step = {
     // Never through a link: `VERSION -> ../ssh_host_ed25519_key` would overwrite the server's host key.
     await writeRepoFile(dir, 'VERSION', `${version}\n`);
 
-    const dockerfile = await readRepoFile(dir, 'Dockerfile');
-    if (dockerfile === undefined) throw errors.missingDockerfile(ctx.commit!.slice(0, 12));
+    const dockerfileName = ctx.request.build.dockerfile;
+    if (dockerfileName !== DEFAULT_DOCKERFILE) await assertRealDirectories(dir, dockerfileName);
+    const dockerfile = await readRepoFile(dir, dockerfileName);
+    if (dockerfile === undefined) {
+      throw dockerfileName === DEFAULT_DOCKERFILE ? errors.missingDockerfile(ctx.commit!.slice(0, 12)) : errors.missingCustomDockerfile(dockerfileName, ctx.commit!.slice(0, 12));
+    }
     const buildScript = await readRepoFile(dir, 'build.sh');
     const builderImage = buildScript === undefined ? undefined : builderImageOf(buildScript);
     if (buildScript !== undefined && !builderImage) throw errors.buildScriptWithoutImage();
@@ -105,4 +112,14 @@ function fromImage(line: string): string | undefined {
     if (word && !word.startsWith('--')) return word;
   }
   return undefined;
+}
+
+/** readRepoFile checks the file itself; a --dockerfile in a subdirectory also needs every directory on its way to be real. */
+async function assertRealDirectories(dir: string, relPath: string): Promise<void> {
+  const parts = relPath.split('/').slice(0, -1);
+  for (let i = 1; i <= parts.length; i++) {
+    const stat = await lstat(path.join(dir, ...parts.slice(0, i))).catch(() => undefined);
+    if (stat === undefined) return; // missing: reported as a missing Dockerfile
+    if (!stat.isDirectory()) throw errors.dockerfileOutsideRepo(relPath);
+  }
 }
