@@ -139,8 +139,10 @@ describe('build options and BuildKit credentials', () => {
 
   it('hands a build secret to RUN --mount=type=secret, redacted from the output', async () => {
     const token = `tok-${unique('s')}-${Date.now()}`;
+    const step = `${unique('secret-step')}-${Date.now()}`;
     const { res } = await buildRepo({
-      Dockerfile: `FROM ${testEnv().busyboxImage}\nRUN --mount=type=secret,id=npm_token echo "length $(wc -c < /run/secrets/npm_token)" && cat /run/secrets/npm_token\n`,
+      // Unique: a secret is no part of BuildKit's cache key, so a step run before would show as cached.
+      Dockerfile: `FROM ${testEnv().busyboxImage}\nRUN --mount=type=secret,id=npm_token echo "${step} length $(wc -c < /run/secrets/npm_token)" && cat /run/secrets/npm_token\n`,
     }, ['--build_secret', `npm_token=${token}`]);
     assert.equal(res.code, 0, res.stderr);
     assert.match(res.stdout, new RegExp(`length ${token.length}`));
