@@ -39,7 +39,7 @@ export async function readJson(req: IncomingMessage): Promise<unknown> {
 const tooLarge = () => new HttpError(413, 'ETOOLARGE', `the body is larger than ${MAX_BODY_BYTES / 1024} KB; a build request is a few KB`);
 
 /** Fields whose values are secrets: never echoed in an error. */
-const SECRET_FIELDS = ['repo_auth_key', 'docker_login_cmd', 'docker_login_cache'];
+const SECRET_FIELDS = ['repo_auth_key', 'docker_login_cmd', 'docker_login_cache', 'build_secret'];
 
 /**
  * Turns a JSON body with the flags' names into a request through the same parser and

@@ -23,6 +23,9 @@ export interface BuildOptions {
 }
 
 export const DEFAULT_DOCKERFILE = 'Dockerfile';
+
+/** What a build without build flags gets. */
+export const defaultBuildOptions = (): BuildOptions => ({ args: {}, dockerfile: DEFAULT_DOCKERFILE, pull: false, cacheFrom: [], noCache: false, secrets: {} });
 const MAX_ITEMS = 100;
 const MAX_VALUE = 64 * 1024;
 const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;

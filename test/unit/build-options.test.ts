@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { credentialsFor } from '../../src/docker/buildkit.js';
+import { requestFromJson } from '../../src/http/body.js';
 import { loginSecretsFromArgv } from '../../src/request/docker-login.js';
 import { parseBuildCommand } from '../../src/request/parse.js';
 import type { BuildRequest } from '../../src/request/types.js';
@@ -46,6 +47,16 @@ describe('build options', () => {
     await rejects(['--cache_from', 'Cache/x'], /--cache_from "Cache\/x".*capital letters/);
     await rejects(['--target', 'a', '--target', 'b'], /--target was given more than once/);
     await assert.rejects(parseBuildCommand([...base, '--build_secret', 'hunter-two'], {}), (err: Error) => !err.message.includes('hunter'));
+  });
+
+  it('takes the same options in an HTTP body', async () => {
+    const r = await requestFromJson({
+      service_id: 'api', repo: 'git@github.com:org/api.git', revision: 'main', image: 'r.io/api', tags: ['1'],
+      build_arg: ['A=1', 'B=2'], target: 'final', dockerfile: 'docker/Dockerfile', pull: true, no_cache: false, cache_from: ['r.io/api:1'], build_secret: ['t=hunter-two'],
+    });
+    assert.deepEqual({ ...r.build.args }, { A: '1', B: '2' });
+    assert.deepEqual([r.build.target, r.build.dockerfile, r.build.pull, r.build.noCache, r.build.cacheFrom], ['final', 'docker/Dockerfile', true, false, ['r.io/api:1']]);
+    assert.ok(r.secrets.includes('hunter-two'));
   });
 
   it('finds build secrets in raw arguments', () => {

@@ -7,13 +7,14 @@ import { Build } from '../../src/service/build.js';
 import { RecordLog } from '../../src/service/record-log.js';
 import { newBuildId, BUILD_ID } from '../../src/service/service.js';
 import type { BuildRecord } from '../../src/service/types.js';
+import { defaultBuildOptions } from '../../src/request/build-options.js';
 import type { BuildRequest } from '../../src/request/types.js';
 
 const output = (seq: number, data: string): BuildRecord => ({ seq, time: '', type: 'output', stream: 'stdout', data });
 
 const REQUEST: BuildRequest = {
   serviceId: 'svc', repo: { url: 'ssh://h/r', vcs: 'git', displayUrl: 'ssh://h/r' }, revision: 'main',
-  image: 'r/x', tags: ['1'], registry: { server: 'docker.io', notes: [] }, secrets: [],
+  image: 'r/x', tags: ['1'], registry: { server: 'docker.io', notes: [] }, build: defaultBuildOptions(), secrets: [],
 };
 
 describe('the record log of a build', () => {
