@@ -47,7 +47,16 @@ row('`(a+)+b` vs a name of 4,000 a\'s', 'our matcher', () => DockerignoreMatcher
 }
 row('`*a*a*a*a*a*a*a*a*b` vs 4,000 a\'s', 'our matcher', () => DockerignoreMatcher.parse('*a*a*a*a*a*a*a*a*b\n').excludes(as(4000)));
 row('`**/**/**/**/**/**/*a*b` vs 200 × `a/`', 'our matcher', () => DockerignoreMatcher.parse('**/**/**/**/**/**/*a*b\n').excludes('a/'.repeat(200) + 'a'));
-row(`\`*a\` × 20,000 + \`b\` vs 4,000 a's (step budget ${STEPS_PER_PATH.toLocaleString('en')})`, 'our matcher', () => DockerignoreMatcher.parse(`${'*a'.repeat(20_000)}b\n`).excludes(as(4000)));
+row(`2,000 × \`*a*a*a*a*a*a*a*a*b\` vs \`a…a/a…ab\` (1,000 + 1,001; step budget ${STEPS_PER_PATH.toLocaleString('en')} a path)`, 'our matcher', () => DockerignoreMatcher.parse('*a*a*a*a*a*a*a*a*b\n'.repeat(2000)).excludes(`${as(1000)}/${as(1000)}b`));
+{
+  // The whole-context budget: many paths, each under the per-path budget.
+  const patterns = Array.from({ length: 400 }, (_, i) => `**/*x${i}*y*z*`).join('\n');
+  const paths = Array.from({ length: 20_000 }, (_, i) => `many/d${i % 50}/x${i % 400}-y-z-${'a'.repeat(30)}-${i}`);
+  row(`20,000 paths vs 400 × \`**/*xN*y*z*\` that each path gets past the literal check of`, 'context filter', () => {
+    const filter = createContextFilter(patterns);
+    return `${paths.filter((p) => filter.includes(p)).length} sent, ${filter.steps.toLocaleString('en')} steps`;
+  });
+}
 row('10,000 patterns `dir-N/*.log`, one path', 'parse + match', () => DockerignoreMatcher.parse(Array.from({ length: 10_000 }, (_, i) => `dir-${i}/*.log`).join('\n')).excludes('dir-9999/x.log'));
 row('1 MiB .dockerignore: 10,000 patterns, then comment lines', 'parse', () => DockerignoreMatcher.parse('a\n'.repeat(10_000) + `#${'x'.repeat(79)}\n`.repeat((MiB - 20_000) / 81)).patterns.length);
 row('1 MiB .dockerignore: 10,001 patterns', 'parse', () => DockerignoreMatcher.parse('a\n'.repeat(10_001)).patterns.length);

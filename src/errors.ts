@@ -108,6 +108,11 @@ export const errors = {
     ),
   dockerignore: (line: number, problem: string) =>
     new BuildError('EDOCKERIGNORE', `.dockerignore line ${line} cannot be used: ${problem}`),
+  dockerignoreTooCostlyInAll: (steps: number, path: string) =>
+    new BuildError(
+      'EDOCKERIGNORE',
+      `.dockerignore is too costly to match against this build context: ${steps.toLocaleString('en')} matching steps were spent by "${path.slice(0, 200)}"; use fewer or simpler patterns (each "*" and "**" costs), or leave fewer files in the context`,
+    ),
   dockerignoreTooCostly: (line: number, path: string) =>
     new BuildError(
       'EDOCKERIGNORE',

@@ -27,6 +27,11 @@ export const DOCKERIGNORE_MAX_LINE = 64 * 1024;
  * server's thread.
  */
 export const STEPS_PER_PATH = 2_000_000;
+/**
+ * NFA steps a whole context may cost (tens of seconds of the server's CPU at most; a
+ * 100,000-file context against a typical .dockerignore needs a few million).
+ */
+export const STEPS_PER_CONTEXT = 500_000_000;
 
 // Go's unicode.IsSpace, which strings.TrimSpace uses (JavaScript's trim also strips U+FEFF).
 const GO_SPACE = new Set([0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x20, 0x85, 0xa0, 0x1680, 0x2000, 0x2001, 0x2002, 0x2003, 0x2004, 0x2005, 0x2006, 0x2007, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029, 0x202f, 0x205f, 0x3000]);
@@ -123,6 +128,8 @@ export class Pattern {
   private kind: Kind = 'exact';
   private tokens: Token[] = [];
   private literalPrefix = '';
+  private literalSuffix = '';
+  private literalRuns: string[] = [];
   // State sets of the NFA, reused: matching is synchronous, one path at a time.
   private current = new Uint8Array(0);
   private next = new Uint8Array(0);
@@ -199,6 +206,17 @@ export class Pattern {
       prefix += String.fromCodePoint(tok.cp);
     }
     this.literalPrefix = prefix;
+    // Every run of literals must occur in the path, in order, and the last one at its end: checked
+    // with indexOf before the NFA, this turns most non-matching paths away at native speed.
+    const runs: string[] = [];
+    let run = '';
+    for (const tok of this.tokens) {
+      if (tok.t === T.Lit) run += String.fromCodePoint(tok.cp);
+      else if (run) (runs.push(run), (run = ''));
+    }
+    if (run) runs.push(run);
+    this.literalRuns = runs;
+    this.literalSuffix = run;
     this.current = new Uint8Array(2 * this.tokens.length + 2);
     this.next = new Uint8Array(2 * this.tokens.length + 2);
   }
@@ -262,8 +280,14 @@ export class Pattern {
   /** Thompson simulation: the set of token positions reachable, advanced one code point at a time. */
   private run(path: string, budget: Budget): boolean {
     const n = this.tokens.length;
-    budget.steps += 1;
-    if (!path.startsWith(this.literalPrefix)) return false;
+    // The literal checks are charged too, so the context's budget also bounds files × patterns.
+    budget.steps += 2 + this.literalRuns.length;
+    if (!path.startsWith(this.literalPrefix) || !path.endsWith(this.literalSuffix)) return false;
+    for (let i = 0, from = 0; i < this.literalRuns.length; i++) {
+      const at = path.indexOf(this.literalRuns[i], from);
+      if (at < 0) return false;
+      from = at + this.literalRuns[i].length;
+    }
     // Positions 0..n are "before token i"; n+1+i is "inside (.*/)? of token i".
     let current = this.current.fill(0);
     let next = this.next;
@@ -358,19 +382,20 @@ export class DockerignoreMatcher {
   // computes each directory once (as moby's walk does).
   private stack: Array<{ dir: string; info: MatchInfo; skipped: boolean; pruned: boolean }> = [];
 
-  constructor(lines: PatternLine[]) {
+  constructor(lines: PatternLine[], private readonly contextSteps = STEPS_PER_CONTEXT) {
     this.patterns = lines.map((l) => new Pattern(l.line, l.text));
     this.hasExceptions = this.patterns.some((p) => p.exclusion);
   }
 
-  static parse(content: string): DockerignoreMatcher {
-    return new DockerignoreMatcher(readDockerignore(content));
+  static parse(content: string, contextSteps = STEPS_PER_CONTEXT): DockerignoreMatcher {
+    return new DockerignoreMatcher(readDockerignore(content), contextSteps);
   }
 
   /** MatchesUsingParentResults for one path, given its parent directory's results (undefined at the top). */
   private matchOne(path: string, parent: MatchInfo): { matched: boolean; info: Uint8Array } {
     const info = new Uint8Array(this.patterns.length);
     const start = this.budget.steps;
+    if (start > this.contextSteps) throw errors.dockerignoreTooCostlyInAll(this.contextSteps, path);
     this.budget.limit = start + STEPS_PER_PATH;
     let matched = false;
     for (let i = 0; i < this.patterns.length; i++) {

@@ -53,8 +53,15 @@ describe('.dockerignore matcher', () => {
     }
   });
   it('stops a path that costs more than the budget with EDOCKERIGNORE', () => {
-    const m = DockerignoreMatcher.parse(`${'*a'.repeat(30_000)}b\n`);
-    assert.throws(() => m.excludes('a'.repeat(4000)), /\.dockerignore is too costly to match: the patterns up to line 1/);
+    // Each pattern passes the literal pre-check and fails only at the "/", after the NFA ran over 1,000 characters.
+    const m = DockerignoreMatcher.parse('*a*a*a*a*a*a*a*a*b\n'.repeat(2000));
+    assert.throws(() => m.excludes(`${'a'.repeat(1000)}/${'a'.repeat(1000)}b`), /\.dockerignore is too costly to match: the patterns up to line 1\d\d /);
+  });
+  it('stops a context whose paths together cost more than its budget', () => {
+    const m = DockerignoreMatcher.parse('**/*x*y*z*\n', 10_000);
+    assert.throws(() => {
+      for (let i = 0; i < 10_000; i++) m.excludes(`dir/x-${i}-y-${'a'.repeat(40)}`);
+    }, /^BuildError: \.dockerignore is too costly to match against this build context: 10,000 matching steps were spent by "dir\/x-\d+-y/);
   });
   it('cleans paths as Go does', () => {
     for (const [p, c] of [['a//b/./c/..', 'a/b'], ['/../x', '/x'], ['../../x', '../../x'], ['', '.'], ['./', '.'], ['a/../..', '..']]) assert.equal(goClean(p), c, p);
