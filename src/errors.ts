@@ -31,6 +31,9 @@ export class BuildError extends Error {
   readonly field?: string;
 }
 
+/** A path for a message: long ones keep their start and end. */
+const shortPath = (p: string) => (p.length > 200 ? `${p.slice(0, 100)}…${p.slice(-100)}` : p);
+
 export const isBuildError = (err: unknown): err is BuildError => err instanceof BuildError;
 
 export const errors = {
@@ -111,12 +114,12 @@ export const errors = {
   dockerignoreTooCostlyInAll: (steps: number, path: string) =>
     new BuildError(
       'EDOCKERIGNORE',
-      `.dockerignore is too costly to match against this build context: ${steps.toLocaleString('en')} matching steps were spent by "${path.slice(0, 200)}"; use fewer or simpler patterns (each "*" and "**" costs), or leave fewer files in the context`,
+      `.dockerignore is too costly to match against this build context: ${steps.toLocaleString('en')} matching steps were spent by "${shortPath(path)}"; use fewer or simpler patterns (each "*" and "**" costs), or leave fewer files in the context`,
     ),
   dockerignoreTooCostly: (line: number, path: string) =>
     new BuildError(
       'EDOCKERIGNORE',
-      `.dockerignore is too costly to match: the patterns up to line ${line} took more than the allowed work for the single path "${path.slice(0, 200)}"; use fewer or simpler patterns`,
+      `.dockerignore is too costly to match: the patterns up to line ${line} took more than the allowed work for the single path "${shortPath(path)}"; use fewer or simpler patterns`,
     ),
   buildScriptWithoutImage: () =>
     new BuildError(

@@ -156,7 +156,7 @@ describe('hostile repositories: the host stays untouched, the server stays respo
     assert.match(bad.stderr, /^error: \.dockerignore line 3 cannot be used: a character class/m);
     const costly = await hostileBuild('costly-dockerignore', plainRepo({ '.dockerignore': '*a*a*a*a*a*a*a*a*b\n'.repeat(2000), [`${'a'.repeat(200)}/${'a'.repeat(200)}b`]: 'x\n' }));
     assert.equal(costly.code, 1);
-    assert.match(costly.stderr, /^error: \.dockerignore is too costly to match: the patterns up to line 1/m);
+    assert.match(costly.stderr, /^error: \.dockerignore is too costly to match: the patterns up to line \d+ took more than the allowed work for the single path "a+…a+b"/m);
   });
 
   it('build.sh makes .dockerignore a directory holding a 3 GB sparse file: refused after one header, the server\'s memory stays low', async () => {
