@@ -162,6 +162,10 @@ function sshProxy(target: Extract<EngineTarget, { kind: 'ssh' }>, toolEnv: Recor
 
 function relay(client: net.Socket, args: string[], env: Record<string, string>): void {
   const child = spawn('ssh', args, { stdio: ['pipe', 'pipe', 'pipe'], env });
+  // The HTTP client keeps idle connections open for reuse and lets the process exit meanwhile;
+  // this side of them (the socket, ssh and its pipes) must not hold the process either. While a
+  // request is under way, the client's own socket keeps the process alive.
+  for (const handle of [client, child, child.stdin, child.stdout, child.stderr]) (handle as { unref?: () => void }).unref?.();
   let stderr = '';
   let answered = false;
   child.stderr.on('data', (chunk: Buffer) => {

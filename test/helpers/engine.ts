@@ -7,7 +7,7 @@ import { testEnv } from './env.js';
 
 /**
  * A second Docker engine for the remote-engine tests: its own data root, exec root and bridge
- * (a short name in 10.231.210.0/24, never --bridge none), a unix socket for the test itself and
+ * (a short name, a /28 in 10.231.210.0/24, never --bridge none), a unix socket for the test itself and
  * a --tlsverify TCP listener on loopback (IPv4 and, when the machine has it, IPv6) with
  * certificates the test makes with openssl. stop() kills it and removes all it made.
  */
@@ -29,7 +29,8 @@ export class SecondEngine {
     this.makeCerts();
     mkdirSync(this.runDir, { recursive: true });
     execFileSync('ip', ['link', 'add', this.bridge, 'type', 'bridge']);
-    execFileSync('ip', ['addr', 'add', '10.231.210.1/24', 'dev', this.bridge]);
+    // A /28 of 10.231.210.0/24 chosen by the process id, so that two test runs at once rarely share a subnet.
+    execFileSync('ip', ['addr', 'add', `10.231.210.${(process.pid % 16) * 16 + 1}/28`, 'dev', this.bridge]);
     execFileSync('ip', ['link', 'set', this.bridge, 'up']);
     this.tcpPort = await freePort('127.0.0.1');
     const hosts = ['--host', `unix://${this.socket}`, '--host', `tcp://127.0.0.1:${this.tcpPort}`];
@@ -51,7 +52,7 @@ export class SecondEngine {
       await sleep(250);
     }
     // The base image the test repositories build FROM, without a registry to pull it from.
-    execFileSync('bash', ['-c', `docker save ${testEnv().busyboxImage} | docker -H unix://${this.socket} load -q`], { stdio: 'ignore' });
+    execFileSync('bash', ['-c', `set -o pipefail; docker save ${testEnv().busyboxImage} | docker -H unix://${this.socket} load -q`], { stdio: 'ignore' });
   }
 
   /** Runs the docker CLI against this engine's unix socket; returns stdout, or undefined on failure when quiet. */
