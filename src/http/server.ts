@@ -37,7 +37,9 @@ const MAX_UNREAD_BYTES = 16 * 1024 * 1024;
 
 /** The HTTP front: node:http only (a handful of routes; no framework pays for itself here). */
 export async function startHttpServer(listen: { host: string; port: number }, deps: HttpDeps): Promise<RunningHttp> {
-  const server = http.createServer({ requestTimeout: 60_000, headersTimeout: 20_000, maxHeaderSize: 16 * 1024 }, (req, res) => {
+  // Room for a few 64 KB records before a follower signals backpressure (16 KB by default would
+  // pause the build's output after every engine read), as the SSH channel's window allows.
+  const server = http.createServer({ requestTimeout: 60_000, headersTimeout: 20_000, maxHeaderSize: 16 * 1024, highWaterMark: 256 * 1024 }, (req, res) => {
     void handle(req, res, deps, watch).catch((err: Error) => {
       if (err instanceof HttpError && !res.headersSent) {
         if (err.status === 413 || err.status === 415) res.setHeader('Connection', 'close');

@@ -9,6 +9,8 @@ import { newBuildId, BUILD_ID } from '../../src/service/service.js';
 import type { BuildRecord } from '../../src/service/types.js';
 import { defaultBuildOptions } from '../../src/request/build-options.js';
 import type { BuildRequest } from '../../src/request/types.js';
+import { SECRET_ENV } from '../../src/request/parse.js';
+import { REMOTE_SECRET_ENV, splitArgs } from '../../src/cli/remote.js';
 
 const output = (seq: number, data: string): BuildRecord => ({ seq, time: '', type: 'output', stream: 'stdout', data });
 
@@ -125,5 +127,19 @@ describe('a JSON build request', () => {
     assert.equal(request.serviceId, 'a');
     assert.deepEqual(request.tags, ['1', 'latest']);
     assert.equal(request.registry.server, 'reg.example');
+  });
+});
+
+describe('buildbot.sh --server', () => {
+  it('reads the same secret variables as a local run', () => {
+    assert.deepEqual(REMOTE_SECRET_ENV, SECRET_ENV);
+  });
+
+  it('sends the flags as the JSON body: --tag as tags, repeated flags as arrays, secrets from the environment', () => {
+    const { server, body } = splitArgs(['--server', 'https://b.example:8080/x', '--service_id', 'a', '--tag', '1,2', '--tag=latest', '--build_arg', 'A=1', '--build_arg', 'B=2', '--pull'], { BUILDBOT_REPO_AUTH_KEY: 'k' });
+    assert.equal(server.href, 'https://b.example:8080/x');
+    assert.deepEqual(body, { service_id: 'a', tags: ['1', '2', 'latest'], build_arg: ['A=1', 'B=2'], pull: true, repo_auth_key: 'k' });
+    assert.throws(() => splitArgs(['--server', 'https://u:p@b.example'], {}), /without credentials/);
+    assert.throws(() => splitArgs(['--service_id', 'a'], {}), /--server needs the URL/);
   });
 });
