@@ -9,6 +9,7 @@ import { FINAL_STATUSES, type BuildRecord, type BuildStatus, type BuildSummary }
 import { Tokens, type Access } from './auth.js';
 import { asHttpError, HttpError, readJson, requestFromJson } from './body.js';
 import { timeLimitOf } from '../pipeline/build-signal.js';
+import { monitorFor } from './monitor/monitor.js';
 
 export interface HttpDeps {
   service: BuildService;
@@ -101,6 +102,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps,
     if (!authorize(req, res, deps, 'read')) return;
     return list(res, url, deps);
   }
+  // The web monitor's pages share this listener (src/http/monitor/).
+  if (!route.startsWith('/api/') && (await monitorFor(deps).handle(req, res, url))) return;
   const match = /^\/api\/v1\/builds\/([^/]{1,64})(?:\/(events|log|cancel))?$/.exec(route);
   if (!match) return sendError(res, new HttpError(404, 'ENOTFOUND', `no such resource: ${route.length > 80 ? `${route.slice(0, 80)}…` : route}; the API lives under /api/v1/builds`));
   const [, id, action] = match;

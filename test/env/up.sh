@@ -13,7 +13,7 @@ log() { echo "test-env: $*" >&2; }
 declare -A pkg_for=(
   [dockerd]=docker.io [docker-registry]=docker-registry [htpasswd]=apache2-utils
   [sshd]=openssh-server [ssh]=openssh-client [ssh-keygen]=openssh-client
-  [git]=git [hg]=mercurial [busybox]=busybox-static
+  [git]=git [hg]=mercurial [busybox]=busybox-static [chromium]=chromium
 )
 missing=()
 for cmd in "${!pkg_for[@]}"; do

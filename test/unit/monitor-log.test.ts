@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { LogModel, MAX_LINE_CHARS, type LogChange, type LogLine, type LogRecord } from '../../src/http/monitor/log-model.js';
+import { LogModel, LogShape, MAX_LINE_CHARS, type LogChange, type LogLine, type LogRecord } from '../../src/http/monitor/log-model.js';
 
 let seq = 0;
 const out = (data: string, stream: 'stdout' | 'stderr' = 'stdout'): LogRecord => ({ seq: ++seq, type: 'output', stream, data });
@@ -94,7 +94,7 @@ test('steps become sections; output goes to the running step; failed and running
   const sections = changes.filter((c) => c.kind === 'section').map((c) => (c as { section: { name: string; index: number } }).section);
   assert.deepEqual(sections.map((s) => [s.index, s.name]), [[0, ''], [1, 'checkout'], [2, 'build.sh']]);
   const ends = changes.filter((c) => c.kind === 'section-end').map((c) => (c as { section: { name: string; state: string; duration?: number } }).section);
-  assert.deepEqual(ends.map((s) => [s.name, s.state, s.duration]), [['checkout', 'ok', 1.5], ['build.sh', 'failed', 2]]);
+  assert.deepEqual(ends.map((s) => [s.name, s.state, s.duration]), [['', 'ok', undefined], ['checkout', 'ok', 1.5], ['build.sh', 'failed', 2]]);
   const lineSections = changes.filter((c) => c.kind === 'line').map((c) => [(c as { line: LogLine }).line.n, (c as { line: LogLine }).line.section]);
   assert.deepEqual(lineSections, [[1, 0], [2, 1], [3, 2]]);
   const exit = model.push({ seq: ++seq, type: 'exit', code: 1, status: 'failed' });
@@ -142,4 +142,59 @@ test('a carriage-return flood stays one bounded line and costs linear time', () 
   assert.equal(text([...final.values()][0].html), '1999%');
   // Not a time limit on the machine: just that 2000 updates did not degrade into something absurd.
   assert.ok(Number(process.hrtime.bigint() - started) / 1e9 < 20);
+});
+
+test('LogShape counts the lines and sections LogModel makes, so a tail keeps the whole log\'s numbers', () => {
+  const records: LogRecord[] = [];
+  let n = 0;
+  const pieces = ['a', '\n', 'b\nc', '', 'd\r\n', '\n\n', 'x\ry', 'err\n'];
+  for (let i = 0; i < 300; i++) {
+    if (i % 37 === 5) records.push({ seq: ++n, type: 'step', name: `s${i}`, phase: 'start' });
+    if (i % 37 === 30) records.push({ seq: ++n, type: 'step', name: `s${i - 25}`, phase: 'end', ok: i % 2 === 0, duration: 1 });
+    records.push({ seq: ++n, type: 'output', stream: i % 5 === 0 ? 'stderr' : 'stdout', data: pieces[i % pieces.length] });
+  }
+  let compared = 0;
+  for (const cut of [40, 41, 42, 150, 151, 152, 299]) {
+    const shape = new LogShape();
+    const model = new LogModel();
+    let lines = 0;
+    let sections = 0;
+    for (const record of records.slice(0, cut)) {
+      shape.push(record);
+      for (const c of model.push(record)) {
+        if (c.kind === 'line') lines = Math.max(lines, c.line.n);
+        if (c.kind === 'section') sections++;
+      }
+    }
+    assert.equal(shape.lines, lines, `lines after ${cut} records`);
+    assert.equal(shape.sections.length, sections, `sections after ${cut} records`);
+    // Going on from the shape gives the numbers the whole model gives.
+    const tail = new LogModel({ firstLine: shape.lines + 1, sections: shape.sections });
+    tail.lastSeq = records[cut - 1].seq;
+    if (!shape.midLine) {
+      const whole: number[] = [];
+      const fromTail: number[] = [];
+      for (const record of records.slice(cut)) {
+        for (const c of model.push(record)) if (c.kind === 'line') whole.push(c.line.n);
+        for (const c of tail.push(record)) if (c.kind === 'line') fromTail.push(c.line.n);
+      }
+      assert.deepEqual(fromTail, whole);
+      compared++;
+    }
+  }
+  assert.ok(compared >= 2, `${compared} cuts fell between lines`);
+});
+
+test('a step\'s header line moves into its own section; the output before the first step ends there', () => {
+  const model = new LogModel();
+  const changes: LogChange[] = [];
+  for (const r of [out('0.0s | # login: checking the login\n'), step('login', 'start'), out('logged in\n'), step('login', 'end', true, 0.1), out('0.1s | # checkout: cloning\n'), step('checkout', 'start')]) changes.push(...model.push(r));
+  const moves = changes.filter((c) => c.kind === 'line-move');
+  assert.deepEqual(moves, [{ kind: 'line-move', n: 1, from: 0, to: 1 }, { kind: 'line-move', n: 3, from: 1, to: 2 }]);
+  const preludeEnd = changes.find((c) => c.kind === 'section-end');
+  assert.deepEqual(preludeEnd, { kind: 'section-end', section: { index: 0, name: '', state: 'ok' } });
+  // Not a header of this step: stays where it is.
+  const other = new LogModel();
+  const kept = [...other.push(out('0.0s | # login: x\n')), ...other.push(step('checkout', 'start'))];
+  assert.equal(kept.filter((c) => c.kind === 'line-move').length, 0);
 });

@@ -52,6 +52,8 @@ export type LogChange =
   | { kind: 'section-end'; section: LogSection }
   | { kind: 'line'; line: LogLine }
   | { kind: 'line-update'; line: LogLine }
+  /** A step's header line (printed just before its step record) moves into the step's own section. */
+  | { kind: 'line-move'; n: number; from: number; to: number }
   | { kind: 'cut'; bytes: number; records: number; section: number }
   | { kind: 'exit'; code: number; status: string };
 
@@ -81,6 +83,8 @@ export class LogModel {
   /** Colour codes in force at the start of the next line, per stream. */
   private readonly carried: Record<Stream, string[]> = { stdout: [], stderr: [] };
   private readonly ansi = new AnsiUp();
+  /** The last line that was finished (a step's header, when a step record follows it). */
+  private lastDone: { n: number; section: number; text: string } | undefined;
   lastSeq = 0;
 
   constructor(options: { firstLine?: number; sections?: LogSection[] } = {}) {
@@ -107,13 +111,23 @@ export class LogModel {
         const r = record as Extract<LogRecord, { type: 'step' }>;
         if (r.phase === 'start') {
           this.closeOpenLines(changes);
+          const previous = this.current;
+          // The output before the first step ends where the first step begins.
+          if (previous && previous.name === '' && previous.state === 'running') {
+            previous.state = 'ok';
+            changes.push({ kind: 'section-end', section: { ...previous } });
+          }
           this.current = { index: this.sections.length, name: String(r.name), state: 'running' };
           this.sections.push(this.current);
           changes.push({ kind: 'section', section: { ...this.current } });
+          const header = this.lastDone;
+          if (previous && header && header.section === previous.index && isStepHeader(header.text, this.current.name)) {
+            changes.push({ kind: 'line-move', n: header.n, from: previous.index, to: this.current.index });
+          }
         } else {
+          this.closeOpenLines(changes);
           const section = [...this.sections].reverse().find((s) => s.name === r.name && s.state === 'running');
           if (section) {
-            this.closeOpenLines(changes);
             section.state = r.ok === false ? 'failed' : 'ok';
             if (typeof r.duration === 'number') section.duration = r.duration;
             changes.push({ kind: 'section-end', section: { ...section } });
@@ -222,6 +236,7 @@ export class LogModel {
     const open = this.open[stream];
     if (!open) return;
     this.open[stream] = undefined;
+    this.lastDone = stream === 'stdout' ? { n: open.line.n, section: open.line.section, text: open.text } : undefined;
     const codes = [...this.carried[stream], ...(open.text.match(SGR) ?? [])];
     const lastReset = lastResetIndex(codes);
     this.carried[stream] = codes.slice(lastReset + 1).slice(-MAX_CARRIED_CODES);
@@ -249,4 +264,67 @@ function carriedCodes(hidden: string): string {
 function lastResetIndex(codes: string[]): number {
   for (let i = codes.length - 1; i >= 0; i--) if (RESET.test(codes[i])) return i;
   return -1;
+}
+
+/**
+ * Follows the log's shape without rendering it: which line numbers and sections the records up
+ * to a point make, exactly as LogModel would. The server uses it to start a huge log at its
+ * tail with the same line numbers (#L links) and sections as the whole log.
+ */
+export class LogShape {
+  lines = 0;
+  readonly sections: LogSection[] = [];
+  private readonly open = { stdout: false, stderr: false };
+
+  push(record: LogRecord): void {
+    if (record.type === 'output') {
+      const r = record as Extract<LogRecord, { type: 'output' }>;
+      if (r.stream !== 'stdout' && r.stream !== 'stderr') return;
+      const data = String(r.data ?? '');
+      let start = 0;
+      for (;;) {
+        const nl = data.indexOf('\n', start);
+        const last = nl < 0;
+        if (last && start === data.length) break;
+        if (!this.open[r.stream]) {
+          if (!this.sections.length) this.sections.push({ index: 0, name: '', state: 'running' });
+          this.lines++;
+          this.open[r.stream] = true;
+        }
+        if (last) break;
+        this.open[r.stream] = false;
+        start = nl + 1;
+      }
+      return;
+    }
+    if (record.type !== 'step' && record.type !== 'cut' && record.type !== 'exit') return;
+    this.open.stdout = this.open.stderr = false;
+    if (record.type !== 'step') return;
+    const r = record as Extract<LogRecord, { type: 'step' }>;
+    if (r.phase === 'start') this.sections.push({ index: this.sections.length, name: String(r.name), state: 'running' });
+    else {
+      const section = [...this.sections].reverse().find((s) => s.name === r.name && s.state === 'running');
+      if (section) {
+        section.state = r.ok === false ? 'failed' : 'ok';
+        if (typeof r.duration === 'number') section.duration = r.duration;
+      }
+    }
+  }
+
+  /** Whether a line of either stream is unfinished (a tail starting here would split it). */
+  get midLine(): boolean {
+    return this.open.stdout || this.open.stderr;
+  }
+}
+
+/** An id for a step's section: its name in letters, digits and dashes (the page and its header link by it). */
+export function slug(name: string): string {
+  return name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'step';
+}
+
+/** Whether a line is the runner's header of a step: `12.3s | # NAME: …` (src/pipeline/runner.ts). */
+function isStepHeader(text: string, name: string): boolean {
+  const plain = text.replace(SGR, '');
+  const match = /^\d{1,7}\.\d+s \| # /.exec(plain);
+  return match !== null && plain.startsWith(`${name}:`, match[0].length);
 }
