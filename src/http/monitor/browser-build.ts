@@ -95,7 +95,8 @@ function apply(change: LogChange): void {
       const view = sections.get(change.section.index);
       if (!view) break;
       renderSummary(view, change.section);
-      if (!view.userToggled) view.details.open = change.section.state !== 'ok';
+      // A section the reader opened or closed, or that holds the line they jumped to, stays as they left it.
+      if (!view.userToggled && !view.details.dataset.pinned) view.details.open = change.section.state !== 'ok';
       break;
     }
     case 'line': {
@@ -244,7 +245,11 @@ function jumpToLine(n: number): void {
   if (!row) return;
   for (const old of document.querySelectorAll('.line.target')) old.classList.remove('target');
   row.classList.add('target');
-  for (let node = row.parentElement; node; node = node.parentElement) if (node.tagName === 'DETAILS') node.open = true;
+  for (let node = row.parentElement; node; node = node.parentElement) {
+    if (node.tagName !== 'DETAILS') continue;
+    node.open = true;
+    node.dataset.pinned = '1';
+  }
   setFollow(false);
   row.scrollIntoView({ block: 'center' });
   expectedY = window.scrollY;
@@ -268,6 +273,7 @@ function showHash(): void {
     const details = document.getElementById(hash.slice(1));
     if (details) {
       details.open = true;
+      details.dataset.pinned = '1';
       setFollow(false);
       details.scrollIntoView({ block: 'start' });
     }
