@@ -146,7 +146,8 @@ export interface AttachedWatch {
 }
 
 /** Starts a created container with its output attached and returns its exit code once all output is out. */
-export async function runAttached(container: Docker.Container, stdout: BatchingSink, stderr: BatchingSink, signal: AbortSignal, watch?: AttachedWatch): Promise<number> {
+/** onStarted: called once the container runs, for work that should not compete with its start. */
+export async function runAttached(container: Docker.Container, stdout: BatchingSink, stderr: BatchingSink, signal: AbortSignal, watch?: AttachedWatch, onStarted?: () => void): Promise<number> {
   const engine = (doing: string) => ({ source: 'the engine', doing, hint: ENGINE_HINT });
   // Without a watchdog (the bench's reference), each operation runs as it is.
   const guard = <T>(doing: string, run: (progress: () => void) => Promise<T>) => (watch ? watch.watchdog.guard(engine(doing), run) : run(() => {}));
@@ -162,6 +163,7 @@ export async function runAttached(container: Docker.Container, stdout: BatchingS
     stream.on('data', () => progress());
     const drained = demux(stream, stdout, stderr);
     await guard(`starting the container for ${watch?.doing}`, () => container.start());
+    onStarted?.();
     // User code may print nothing for long: the engine is probed meanwhile instead (src/watchdog.ts).
     const wait = () => container.wait({ abortSignal: signal } as object) as Promise<{ StatusCode: number; Error?: { Message?: string } }>;
     const result = await (watch ? watch.watchdog.whileUserCode(engine(watch.doing), wait) : wait());

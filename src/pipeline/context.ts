@@ -41,6 +41,14 @@ export interface BuildContext {
   readonly containers: BuildContainers;
   /** Run in reverse order when the build ends, however it ends. */
   readonly cleanups: Array<() => Promise<void>>;
+  /**
+   * Work a step started for a later step to await (see inBackground). The build's end waits for
+   * all of it before its cleanup, so nothing it creates outlives the build.
+   */
+  readonly background: Array<Promise<unknown>>;
+  /** Network namespaces made ahead for the builder and the test container (src/docker/netns.ts), if any. */
+  builderNetwork?: Promise<Docker.Container | undefined>;
+  testNetwork?: Promise<Docker.Container | undefined>;
   /** Set when the build is traced (BUILDBOT_TRACE=1). */
   readonly trace?: BuildTrace;
   readonly hooks?: BuildHooks;
@@ -64,6 +72,30 @@ export interface Step {
   /** The header's text after the step name. */
   describe(ctx: BuildContext): string;
   run(ctx: BuildContext): Promise<void>;
+}
+
+/**
+ * Starts work now that a later step awaits. Its failure surfaces in the step that awaits it, as
+ * that step's error; the build's cleanup waits for it to settle first, whatever the outcome.
+ */
+export function inBackground<T>(ctx: BuildContext, work: () => Promise<T>): Promise<T> {
+  const started = work();
+  ctx.background.push(started.catch(() => undefined));
+  return started;
+}
+
+/** Removes containers of the build in the background while later steps run. */
+export function removeLater(ctx: BuildContext, ...containers: Array<Docker.Container | undefined>): void {
+  void inBackground(ctx, async () => {
+    await Promise.all(containers.map(async (container) => {
+      if (!container) return;
+      try {
+        await ctx.watchdog.engine('removing a container of the build', () => ctx.containers.remove(container));
+      } catch (err) {
+        ctx.log('cleanup-failed', { build: ctx.buildId, error: ctx.out.redactor.redact((err as Error).message) });
+      }
+    }));
+  });
 }
 
 /** Push and pull credentials in the engine's form. */

@@ -12,6 +12,7 @@ import type { BuildContext, BuildHooks, BuildOutcome, ServerLog, Step } from './
 import { elapsed, runSteps } from './runner.js';
 import { createBuildSignal, timeLimitOf } from './build-signal.js';
 import { Watchdog } from '../watchdog.js';
+import { networkAhead } from './networks.js';
 import { BuildTrace, traceEngine, withTrace } from './trace.js';
 import { buildScriptStep } from './steps/build-script.js';
 import { checkoutStep } from './steps/checkout.js';
@@ -69,12 +70,15 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
     }),
     cleanups: [],
     hooks: services?.hooks,
+    background: [],
   };
   log('build-start', { build: buildId, service: request.serviceId, revision: request.revision, image: request.image, tags: request.tags.join(',') });
+  // The builder's network namespace is made while the login is checked and git runs.
+  ctx.builderNetwork = withTrace(ctx.trace, () => networkAhead(ctx));
   let exitCode = EXIT_OK;
   let error: BuildOutcome['error'];
   try {
-    await (ctx.trace ? withTrace(ctx.trace, () => runSteps(ctx, STEPS)) : runSteps(ctx, STEPS));
+    await withTrace(ctx.trace, () => runSteps(ctx, STEPS));
   } catch (err) {
     // Whatever the step made of the abort (an AbortError, a closed stream), the reason is what the user sees.
     const failure = ctx.signal.aborted ? buildSignal.failure() : err;
@@ -93,7 +97,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
   } finally {
     buildSignal.dispose();
     const cleanupDone = ctx.trace?.step('cleanup');
-    await (ctx.trace ? withTrace(ctx.trace, () => cleanUp(ctx)) : cleanUp(ctx));
+    await withTrace(ctx.trace, () => cleanUp(ctx));
     cleanupDone?.();
   }
   for (const timing of ctx.trace?.timings() ?? []) log('build-trace', { build: buildId, ...timing });
@@ -104,7 +108,18 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
   return exitCode;
 }
 
+const BACKGROUND_WAIT_MS = 30_000;
+
 async function cleanUp(ctx: BuildContext): Promise<void> {
+  // Background work may still be creating a container: it must be known before removeAll.
+  // Bounded: an engine that stopped answering must not hold the build's end for ever.
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([
+    Promise.allSettled(ctx.background).then(() => true),
+    new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), BACKGROUND_WAIT_MS))),
+  ]);
+  clearTimeout(timer);
+  if (!settled) ctx.log('cleanup-failed', { build: ctx.buildId, error: `background work still running after ${BACKGROUND_WAIT_MS / 1000} s` });
   const tasks = [() => ctx.containers.removeAll(), ...ctx.cleanups.reverse()];
   for (const task of tasks) {
     try {

@@ -81,9 +81,9 @@ export function covered(intervals: readonly Interval[], from: number, to: number
 
 const current = new AsyncLocalStorage<BuildTrace>();
 
-/** Runs fn with trace as the build whose engine requests and git runs are counted. */
-export function withTrace<T>(trace: BuildTrace, fn: () => Promise<T>): Promise<T> {
-  return current.run(trace, fn);
+/** Runs fn with trace as the build whose engine requests and git runs are counted (without one, just runs it). */
+export function withTrace<T>(trace: BuildTrace | undefined, fn: () => T): T {
+  return trace ? current.run(trace, fn) : fn();
 }
 
 /** Counts fn as waiting of the given kind for the build it runs in (if that build is traced). */

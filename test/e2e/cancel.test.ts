@@ -6,7 +6,7 @@ import { testEnv } from '../helpers/env.js';
 import { buildArgs, unique } from '../helpers/build.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { eventually, suiteRepos, suiteWorkDir } from '../helpers/fixtures.js';
-import { allContainerIds, buildContainers, processesRunning } from '../helpers/docker.js';
+import { allContainerIds, buildContainers, buildContainersOf, processesRunning } from '../helpers/docker.js';
 import { registryTags } from '../helpers/registry.js';
 import { staticSite } from '../helpers/repos.js';
 
@@ -38,7 +38,7 @@ describe('buildbot.sh concurrency and cancellation', () => {
 
     const run = startCli(buildArgs({ service, repo: repo.url, revision: 'main', image: service }), work());
     await run.waitFor(/long build started/);
-    assert.equal((await buildContainers()).length, 1, 'the builder container is running');
+    assert.equal((await buildContainersOf('builder')).length, 1, 'the builder container is running');
     const t0 = Date.now();
     run.child.kill('SIGINT');
     const res = await run.done;

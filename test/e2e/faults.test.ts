@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { quote } from 'shell-quote';
 import { buildArgs, unique } from '../helpers/build.js';
-import { buildContainers } from '../helpers/docker.js';
+import { buildContainers, buildContainersOf } from '../helpers/docker.js';
 import { eventually, suiteRepos } from '../helpers/fixtures.js';
 import { registryTags } from '../helpers/registry.js';
 import { removeAll, staticSite, type GitRepo } from '../helpers/repos.js';
@@ -59,7 +59,7 @@ describe('faults: each ends with one error line, a non-zero exit and nothing lef
     const client = startSsh({ port: relay.port }, remote(buildArgs({ service, repo: repo.url, revision: 'main', image: service })));
     try {
       await client.waitFor(/long build started/);
-      assert.equal((await buildContainers()).length, 1, 'the builder runs');
+      assert.equal((await buildContainersOf('builder')).length, 1, 'the builder runs');
       relay.freeze();
       await server.waitForLog(/connection-error addr=\S+ error="Keepalive timeout"/, 20_000);
       await server.waitForLog(new RegExp(`build-end build=\\w+ service=${service} exit=130`), 20_000);

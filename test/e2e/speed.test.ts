@@ -3,9 +3,10 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { quote } from 'shell-quote';
-import { assertNoSecrets, buildArgs, unique } from '../helpers/build.js';
+import { assertNoSecrets, buildArgs, headers, unique } from '../helpers/build.js';
 import { runCli } from '../helpers/cli.js';
-import { keyBase64 } from '../helpers/env.js';
+import { keyBase64, loginCmd } from '../helpers/env.js';
+import { buildContainers } from '../helpers/docker.js';
 import { suiteRepos, suiteWorkDir } from '../helpers/fixtures.js';
 import { removeAll, staticSite } from '../helpers/repos.js';
 import { ssh, startServer, type ServerProcess } from '../helpers/server.js';
@@ -114,3 +115,62 @@ describe('speed: the git host\'s SSH connection is shared, per key, while the se
 function statMode(p: string): number {
   return statSync(p).mode & 0o777;
 }
+
+describe('speed: shortcuts that change nothing the build sees', () => {
+  const work = suiteWorkDir();
+  const repoWith = suiteRepos();
+  let server: ServerProcess;
+  before(async () => {
+    server = await startServer({ args: ['--max-builds', '2'] });
+  });
+  after(async () => {
+    await server.stop();
+    removeAll(server.workDir);
+  });
+
+  // The test prints the interfaces of its network namespace, and what it can see of the builder.
+  const netProbe = () => staticSite({
+    buildExtra: 'echo builder-was-here > /tmp/builder-mark',
+    testLine: '#test_in_container_entrypoint=sh -c "cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d \' \' | sort | tr \'\\n\' , ; echo; ls /tmp; echo probe-done"',
+  });
+
+  it('the in-image test joins a namespace made ahead: the network it sees is the build network, and the holders go with the build', async () => {
+    const repo = repoWith('netns', netProbe());
+    const image = unique('netns');
+    const ours = await ssh(server, remote(buildArgs({ service: image, repo: repo.url, revision: 'main', image, tags: ['1'] })));
+    assert.equal(ours.code, 0, ours.stderr);
+    assert.match(ours.stdout, /^eth0,lo,$/m, 'the default network: an interface on the bridge, and loopback');
+    assert.match(ours.stdout, /probe-done/);
+    assert.doesNotMatch(ours.stdout, /builder-mark/, 'nothing of the builder\'s filesystem');
+    assert.deepEqual(await buildContainers(), [], 'no container left, holders included');
+
+    // A second build in the same server also gets the builder's namespace ahead.
+    const again = await ssh(server, remote(buildArgs({ service: image, repo: repo.url, revision: 'main', image, tags: ['2'] })));
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /^eth0,lo,$/m);
+    assert.deepEqual(await buildContainers(), []);
+    assert.doesNotMatch(server.log(), /network-holder-failed/);
+
+    const none = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, tags: ['3'] }), work(), { BUILDBOT_BUILD_NETWORK: 'none' });
+    assert.equal(none.code, 0, none.stderr);
+    assert.match(none.stdout, /^lo,$/m, 'BUILDBOT_BUILD_NETWORK=none: loopback only');
+    assert.deepEqual(await buildContainers(), []);
+  });
+
+  it('a login the registry just accepted is not checked again; other credentials always are', async () => {
+    const repo = repoWith('login-cache', staticSite());
+    const image = unique('login-cache');
+    const build = (tag: string, login?: string) => ssh(server, remote(buildArgs({ service: image, repo: repo.url, revision: 'main', image, tags: [tag], login })));
+    const first = await build('1');
+    assert.equal(first.code, 0, first.stderr);
+    const second = await build('2');
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stdout, /the registry accepted this login less than 60 s ago; not asking again/);
+
+    const wrong = await build('3', loginCmd('not-the-password-71c2'));
+    assert.equal(wrong.code, 2, wrong.stdout + wrong.stderr);
+    assert.match(wrong.stderr, /^error: registry 127\.0\.0\.1:\d+ refused the login of user "buildbot-test"/m);
+    assert.deepEqual(headers(wrong.stdout), ['login']);
+    assertNoSecrets(first.stdout, second.stdout, wrong.stdout, wrong.stderr, server.log());
+  });
+});

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { quote } from 'shell-quote';
 import { keyPath } from '../helpers/env.js';
 import { assertNoSecrets, buildArgs, headers, resultMeta, unique } from '../helpers/build.js';
-import { buildContainers } from '../helpers/docker.js';
+import { buildContainers, buildContainersOf } from '../helpers/docker.js';
 import { registryTags } from '../helpers/registry.js';
 import { removeAll, staticSite } from '../helpers/repos.js';
 import { eventually, suiteRepos } from '../helpers/fixtures.js';
@@ -105,7 +105,7 @@ describe('the SSH server, driven by the OpenSSH client', () => {
     const image = unique('ssh-kill');
     const client = startSsh(server, remote(buildArgs({ service: image, repo: repo.url, revision: 'main', image })));
     await client.waitFor(/long build started/);
-    assert.equal((await buildContainers()).length, 1);
+    assert.equal((await buildContainersOf('builder')).length, 1);
     client.child.kill('SIGKILL');
     await eventually(async () => (await buildContainers()).length === 0, 'removal of the build container', 10_000);
     await server.waitForLog(new RegExp(`build-end build=\\w+ service=${image} exit=130`));
@@ -305,7 +305,7 @@ describe('the SSH server across restarts and signals', () => {
     await client.waitFor(/build underway/);
     await dead.stop('SIGKILL');
     await client.done;
-    assert.equal((await buildContainers()).length, 1, 'the dead server left its builder behind');
+    assert.equal((await buildContainersOf('builder')).length, 1, 'the dead server left its builder behind');
     assert.equal(readdirSync(path.join(dead.workDir, '.keys')).length, 1, 'and the deploy key of that build');
     const next = await startServer({ workDir: dead.workDir });
     assert.match(next.log(), /orphan-removed container=[0-9a-f]{12} build=\w+ service=orphan-/);

@@ -10,6 +10,11 @@ export async function buildContainers(): Promise<Docker.ContainerInfo[]> {
   return docker.listContainers({ all: true, filters: { label: ['io.buildbot.build'] } });
 }
 
+/** The build containers of one role: builder, test, or network (a namespace made ahead, src/docker/netns.ts). */
+export async function buildContainersOf(role: string): Promise<Docker.ContainerInfo[]> {
+  return docker.listContainers({ all: true, filters: { label: [`io.buildbot.role=${role}`] } });
+}
+
 export async function allContainerIds(): Promise<string[]> {
   return (await docker.listContainers({ all: true })).map((c) => c.Id).sort();
 }

@@ -4,7 +4,9 @@ import { ensureImage, runAttached } from '../../docker/containers.js';
 import { limitsHostConfig } from '../../docker/limits.js';
 import { createContextFilter } from '../../context/filter.js';
 import { packDirectory } from '../../context/tar.js';
-import { authConfig, type Step } from '../context.js';
+import { authConfig, removeLater, type Step } from '../context.js';
+import { joinNetwork } from '../../docker/netns.js';
+import { networkAhead, rememberBuilderImage } from '../networks.js';
 import { splitImageRef } from '../../request/registry.js';
 
 // Runs build.sh even when git lost its executable bit.
@@ -33,6 +35,7 @@ export const buildScriptStep: Step = {
     await ensureImage(ctx.docker, image, 'builder', sameRegistry ? authConfig(ctx) : undefined, ctx.signal,
       (line) => ctx.out.line(line), (detail) => errors.imageMissing(image, 'builder', detail), ctx.watchdog);
 
+    const holder = await ctx.builderNetwork;
     const container = await ctx.watchdog.engine('creating the build.sh container', () => ctx.containers.create('builder', {
       Image: image,
       Entrypoint: ['/bin/sh', '-c', RUN_BUILD_SCRIPT],
@@ -45,14 +48,21 @@ export const buildScriptStep: Step = {
       ],
       AttachStdout: true,
       AttachStderr: true,
-      HostConfig: { NetworkMode: ctx.config.buildNetwork, ...limitsHostConfig(ctx.config.buildLimits) },
+      HostConfig: { NetworkMode: joinNetwork(holder, ctx.config.buildNetwork), ...limitsHostConfig(ctx.config.buildLimits) },
     }));
     // Progress is the engine taking the checkout in, chunk by chunk.
     await ctx.watchdog.engine('copying the checkout into the build.sh container', (progress) => {
       const tar = withProgress(packDirectory(ctx.checkoutDir!, createContextFilter(undefined), 'project'), progress);
       return container.putArchive(tar, { path: '/', abortSignal: ctx.signal } as object);
     });
-    const code = await runAttached(container, ctx.out.stdout, ctx.out.stderr, ctx.signal, { watchdog: ctx.watchdog, doing: 'running build.sh' });
+    const code = await runAttached(container, ctx.out.stdout, ctx.out.stderr, ctx.signal, { watchdog: ctx.watchdog, doing: 'running build.sh' }, () => {
+      rememberBuilderImage(ctx.request.serviceId, image);
+      // The test container's network namespace is made while build.sh runs, once the builder
+      // runs: started beside it, it slowed the builder's own start.
+      if (ctx.metadata!.testEntrypoint) ctx.testNetwork = networkAhead(ctx, image);
+    });
+    // Its namespace is not needed any more: it goes while the image builds.
+    removeLater(ctx, holder);
     if (code !== 0) throw errors.buildScriptFailed(code);
     ctx.builder = container;
   },

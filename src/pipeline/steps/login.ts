@@ -1,6 +1,7 @@
 import { errors } from '../../errors.js';
 import { asEngineError, engineMessage } from '../../docker/engine.js';
 import { authConfig, type Step } from '../context.js';
+import { LOGIN_CHECK_WINDOW_SECONDS, loginCheckedLately, rememberLogin } from '../../docker/login-cache.js';
 
 /** Checks the registry credentials before anything else, so a wrong password costs no clone. */
 export const loginStep: Step = {
@@ -16,6 +17,11 @@ export const loginStep: Step = {
     }
     const auth = authConfig(ctx);
     if (!auth) return;
+    const credentials = { registry: ctx.request.registry.server, ...ctx.request.registry.login! };
+    if (loginCheckedLately(credentials)) {
+      ctx.out.line(`the registry accepted this login less than ${LOGIN_CHECK_WINDOW_SECONDS} s ago; not asking again`);
+      return;
+    }
     try {
       // The engine asks the registry: a silent one shows as a silent engine.
       await ctx.watchdog.guard(
@@ -30,5 +36,6 @@ export const loginStep: Step = {
       }
       throw errors.registryUnreachable(ctx.request.registry.server, message);
     }
+    rememberLogin(credentials);
   },
 };

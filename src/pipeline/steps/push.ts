@@ -1,6 +1,7 @@
 import { errors } from '../../errors.js';
 import { EngineStreamError, engineMessage, followStream } from '../../docker/engine.js';
 import { authConfig, type Step } from '../context.js';
+import { forgetLogin } from '../../docker/login-cache.js';
 
 /** Pushes every tag; the engine's byte-by-byte progress is condensed to a line per layer sent. */
 export const pushStep: Step = {
@@ -29,6 +30,8 @@ export const pushStep: Step = {
         });
       } catch (err) {
         if (ctx.signal.aborted) throw err;
+        // The next build checks the login again rather than trusting a recent check.
+        if (request.registry.login) forgetLogin({ registry: request.registry.server, ...request.registry.login });
         throw errors.push(ref, err instanceof EngineStreamError ? err.message : engineMessage(err));
       }
       ctx.out.line(`pushed ${ref} (${sent} layer${sent === 1 ? '' : 's'} sent, ${present} already there) ${ctx.digest ?? ''}`.trimEnd());

@@ -1,25 +1,30 @@
 import { errors } from '../../errors.js';
 import { runAttached } from '../../docker/containers.js';
 import { limitsHostConfig } from '../../docker/limits.js';
-import type { Step } from '../context.js';
+import { removeLater, type Step } from '../context.js';
+import { joinNetwork } from '../../docker/netns.js';
 
 /** Runs the Dockerfile's #test_in_container_entrypoint in the built image; nothing is pushed if it fails. */
 export const testStep: Step = {
   name: 'test',
   describe: ({ metadata }) => (metadata?.testEntrypoint ? metadata.testEntrypoint.join(' ') : 'none (no #test_in_container_entrypoint line in the Dockerfile)'),
   async run(ctx) {
+    // The image step has read the builder's /project: the builder goes while the test runs.
+    if (ctx.builder) removeLater(ctx, ctx.builder);
     const entrypoint = ctx.metadata?.testEntrypoint;
     if (!entrypoint) return;
+    const holder = await ctx.testNetwork;
     const container = await ctx.watchdog.engine('creating the test container', () => ctx.containers.create('test', {
       Image: ctx.imageId!,
       Entrypoint: entrypoint,
       Cmd: [],
       AttachStdout: true,
       AttachStderr: true,
-      HostConfig: { NetworkMode: ctx.config.buildNetwork, ...limitsHostConfig(ctx.config.buildLimits) },
+      HostConfig: { NetworkMode: joinNetwork(holder, ctx.config.buildNetwork), ...limitsHostConfig(ctx.config.buildLimits) },
     }));
     const code = await runAttached(container, ctx.out.stdout, ctx.out.stderr, ctx.signal, { watchdog: ctx.watchdog, doing: 'running the in-image test' });
-    await ctx.watchdog.engine('removing the test container', () => ctx.containers.remove(container));
+    // Removed while the push runs; the build's cleanup waits for it.
+    removeLater(ctx, container, holder);
     if (code !== 0) throw errors.testFailed(code);
   },
 };

@@ -1,0 +1,29 @@
+import type Docker from 'dockerode';
+import type { BuildContainers } from './containers.js';
+
+/**
+ * A network namespace made ahead of time for a container the build starts later. Most of a
+ * container's start is making its network namespace (here: ~0.19 s of a ~0.26 s start on
+ * the default bridge, ~0.07 s when it joins a running namespace). A holder container (a shell
+ * that waits on its stdin for ever) is started in the background, while other work runs; the
+ * later container joins its namespace (NetworkMode container:<holder>) and starts at the
+ * cheaper price. It sees the same network as its own namespace would have given it: the same
+ * network (config.buildNetwork or the engine's default), a fresh namespace nobody else used.
+ * One holder serves one container of one build, and goes with the build's other containers.
+ */
+export async function startNetworkHolder(containers: BuildContainers, image: string, network: string | undefined, limits: Docker.HostConfig, signal: AbortSignal): Promise<Docker.Container> {
+  const holder = await containers.create('network', {
+    Image: image,
+    Entrypoint: ['/bin/sh'],
+    Cmd: [],
+    OpenStdin: true,
+    StdinOnce: false,
+    // The build's limits too (no raw sockets in the namespace the build uses, a pids and memory cap).
+    HostConfig: { ...limits, NetworkMode: network },
+  });
+  await holder.start({ abortSignal: signal } as object);
+  return holder;
+}
+
+/** The NetworkMode of a container that joins a holder's namespace, or the build's own network without one. */
+export const joinNetwork = (holder: Docker.Container | undefined, network: string | undefined) => (holder ? `container:${holder.id}` : network);
