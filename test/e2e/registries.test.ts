@@ -137,6 +137,21 @@ describe('build options and BuildKit credentials', () => {
     assert.match(missing.res.stderr, /error: there is no docker\/Nope in the repository at [0-9a-f]{12}, the Dockerfile --dockerfile names/);
   });
 
+  it('builds without the layer cache with --no_cache', async () => {
+    const files = { Dockerfile: `FROM ${testEnv().busyboxImage}\nRUN echo ${unique('nocache')}-${Date.now()} > /x\n` };
+    const repo = repoWith('nocache', files);
+    const image = unique('nocache');
+    const run = (tag: string, extra: string[] = []) => runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, tags: [tag], extra }), work());
+    const first = await run('1');
+    assert.equal(first.code, 0, first.stderr);
+    const cached = await run('2');
+    assert.match(cached.stdout, /\[2\/2\] RUN echo nocache-.* \(cached\)/, 'the second build reuses the layer');
+    const fresh = await run('3', ['--no_cache']);
+    assert.equal(fresh.code, 0, fresh.stderr);
+    assert.match(fresh.stdout, /\[2\/2\] RUN echo nocache-/);
+    assert.doesNotMatch(fresh.stdout, /\(cached\)/);
+  });
+
   it('hands a build secret to RUN --mount=type=secret, redacted from the output', async () => {
     const token = `tok-${unique('s')}-${Date.now()}`;
     const step = `${unique('secret-step')}-${Date.now()}`;
