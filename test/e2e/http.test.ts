@@ -8,7 +8,7 @@ import { keyBase64, loginCmd, testEnv } from '../helpers/env.js';
 import { assertNoSecrets, buildArgs, headers, resultMeta, unique } from '../helpers/build.js';
 import { BUILDBOT_SH, spawnRunning } from '../helpers/cli.js';
 import { engineEnv } from '../helpers/env.js';
-import { buildContainers } from '../helpers/docker.js';
+import { buildContainers, buildContainersOf } from '../helpers/docker.js';
 import { registryTags } from '../helpers/registry.js';
 import { removeAll, staticSite } from '../helpers/repos.js';
 import { eventually, suiteRepos } from '../helpers/fixtures.js';
@@ -202,7 +202,7 @@ describe('the HTTP API', () => {
     dropped.abort();
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal((await call(`/api/v1/builds/${id}`)).json().status, 'running', 'the build goes on without its follower');
-    assert.equal((await buildContainers()).length, 1);
+    assert.equal((await buildContainersOf('builder')).length, 1);
 
     assert.equal((await call(`/api/v1/builds/${id}/cancel`, { method: 'POST', token: READ })).status, 403);
     const cancel = await call(`/api/v1/builds/${id}/cancel`, { method: 'POST' });
