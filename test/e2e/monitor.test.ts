@@ -173,7 +173,7 @@ describe('the web monitor in a real browser', () => {
   });
 
   it('opens a running build: log lines arrive live with colours, stderr apart, progress collapsed, line anchors jump', async () => {
-    const { context, page } = await signedIn(READ);
+    const { context, page } = await signedIn(READ, { width: 1280, height: 600 });
     const service = unique('mon-log');
     const repo = repoWith('mon-log', staticSite({ buildExtra: COLOURFUL }));
     const id = await submit(service, repo.url);
@@ -181,8 +181,18 @@ describe('the web monitor in a real browser', () => {
     await page.goto(`${base()}/builds/${id}`);
     assert.equal(await page.$('#cancel'), null, 'a read-only session has no cancel button');
 
-    // Lines arrive while the build runs.
+    // Lines arrive while the build runs, and follow mode keeps the newest in view.
     await page.waitForSelector('.line .ansi-cyan-fg', { timeout: 90_000 });
+    if (!(await page.$('.exit-line'))) {
+      assert.equal(await page.getAttribute('#follow', 'aria-pressed'), 'true', 'a running build opens in follow mode');
+      // Scrolling up leaves follow mode; back at the bottom it resumes.
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await page.waitForSelector('#follow[aria-pressed="false"]', { timeout: 5_000 });
+      if (!(await page.$('.exit-line'))) {
+        await page.keyboard.press('End');
+        await page.waitForSelector('#follow[aria-pressed="true"], .exit-line', { timeout: 5_000 });
+      }
+    }
     const early = await page.$$eval('.line', (lines) => lines.length);
     await page.waitForFunction((n) => document.querySelectorAll('.line').length > n, early, { timeout: 20_000 });
     await page.waitForSelector('.exit-line', { timeout: 120_000 });
@@ -257,6 +267,29 @@ describe('the web monitor in a real browser', () => {
     assert.equal(await page.$eval('#step-build-sh', (d: any) => d.open), true);
     await keep(page);
     await shot(page, 'build-cancelled');
+    await context.close();
+  });
+
+  it('shows a queued build with its place in line, and moves it to running when a slot frees', async () => {
+    const { context, page } = await signedIn(READ);
+    const repo = repoWith('mon-queue', staticSite({ buildExtra: 'echo "holding a slot"; sleep 600' }));
+    // --max-builds 2: two slow builds hold both slots, the third waits.
+    const holders = [await submit(unique('mon-hold'), repo.url), await submit(unique('mon-hold'), repo.url)];
+    const waiting = await submit(unique('mon-wait'), repo.url);
+    await page.waitForSelector(`#group-queued #b-${waiting}`, { timeout: 30_000 });
+    await page.waitForFunction((sel) => /1st in line/.test(document.querySelector(sel)?.textContent ?? ''), `#b-${waiting} .sub`, { timeout: 30_000 });
+    assert.match(await page.textContent(`#b-${waiting} .status`) ?? '', /Queued/);
+    assert.match(await page.textContent('#h-queued') ?? '', /Queued\s*1/);
+    for (const id of holders) await page.waitForSelector(`#group-running #b-${id}`, { timeout: 60_000 });
+    await keep(page);
+    await shot(page, 'list-queued');
+
+    assert.equal((await api(`/api/v1/builds/${holders[0]}/cancel`, { method: 'POST' })).status, 202);
+    await page.waitForSelector(`#group-recent #b-${holders[0]}.st-cancelled`, { timeout: 60_000 });
+    await page.waitForSelector(`#group-running #b-${waiting}`, { timeout: 60_000 });
+    assert.ok(await page.isHidden('#group-queued'), 'the queued group is hidden once empty');
+    for (const id of [holders[1], waiting]) assert.equal((await api(`/api/v1/builds/${id}/cancel`, { method: 'POST' })).status, 202);
+    for (const id of [holders[1], waiting]) await eventually(async () => (await statusOf(id)) === 'cancelled', `build ${id} to be cancelled`, 60_000);
     await context.close();
   });
 

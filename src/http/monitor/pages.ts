@@ -182,7 +182,8 @@ export interface LogStart {
 /** The build page's header: status, facts, steps. Also sent alone (?part=header) as the build moves. */
 export function buildHeader(summary: BuildSummary, viewer: Viewer, cancellable: boolean): Html {
   const rev = shortRevision(summary);
-  const live = summary.exit_code === null;
+  // An abandoned build has no exit code either, but nothing runs any more.
+  const live = summary.status === 'queued' || summary.status === 'running';
   const since = summary.started_at ?? summary.created_at;
   const fact = (label: string, value: Html | string, cls = '') => html`<div class="fact ${cls}"><dt>${label}</dt><dd>${value}</dd></div>`;
   const canCancel = cancellable && viewer.session?.access === 'full';

@@ -85,7 +85,7 @@ main:focus { outline: none; }
 .group { margin-bottom: 22px; }
 .group h2 { font-size: 14px; font-weight: 650; margin: 0 0 8px; display: flex; align-items: center; gap: 8px; }
 .count { font-size: 12px; font-weight: 600; background: var(--cancel-bg); color: var(--muted); border-radius: 999px; padding: 0 8px; }
-table.builds { width: 100%; border-collapse: separate; border-spacing: 0; background: var(--card); border: 1px solid var(--border); border-radius: 10px; overflow: hidden; }
+table.builds { width: 100%; table-layout: fixed; border-collapse: separate; border-spacing: 0; background: var(--card); border: 1px solid var(--border); border-radius: 10px; overflow: hidden; }
 .builds th { text-align: left; font-size: 12px; font-weight: 600; color: var(--muted); padding: 8px 12px; border-bottom: 1px solid var(--border); background: var(--bg); }
 .builds td { padding: 10px 12px; border-bottom: 1px solid var(--border); vertical-align: top; }
 .builds tbody tr:last-child td { border-bottom: 0; }
@@ -93,7 +93,11 @@ table.builds { width: 100%; border-collapse: separate; border-spacing: 0; backgr
 .builds tbody:empty + * { display: none; }
 .group table:has(tbody:empty) { display: none; }
 .builds .k { display: none; }
-.c-status { width: 1%; white-space: nowrap; }
+/* The same column widths in every group, so the running, queued and recent tables line up. */
+.builds th:nth-child(1) { width: 136px; } .builds th:nth-child(2) { width: 24%; } .builds th:nth-child(3) { width: 16%; }
+.builds th:nth-child(5) { width: 84px; } .builds th:nth-child(6) { width: 100px; } .builds th:nth-child(7) { width: 104px; }
+.c-status { white-space: nowrap; }
+.c-build, .c-rev { overflow-wrap: anywhere; }
 .c-status .exit { display: block; font-size: 11.5px; color: var(--muted); margin-top: 3px; padding-left: 4px; font-family: var(--mono); }
 .svc { font-weight: 600; font-size: 14px; }
 .sub { font-size: 12.5px; color: var(--muted); margin-top: 2px; }
