@@ -26,11 +26,13 @@ export const ENGINE_HINT = 'check the engine with docker info';
 
 /** Timers, replaceable in unit tests. */
 export interface Clock {
+  now(): number;
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
 }
 
 const realClock: Clock = {
+  now: () => performance.now(),
   setTimeout: (fn, ms) => {
     const t = setTimeout(fn, ms);
     // A watchdog never keeps the process alive by itself.
@@ -54,19 +56,20 @@ export class StallTimer {
   private handle: unknown;
   private fired = false;
   private stopped = false;
+  private last: number;
 
   constructor(
     private readonly stallMs: number,
     private readonly onStall: () => void,
     private readonly clock: Clock = realClock,
   ) {
-    this.arm();
+    this.last = clock.now();
+    this.arm(stallMs);
   }
 
+  /** Called for every chunk of a stream: only notes the time; the one timer checks it when it fires. */
   progress(): void {
-    if (this.fired || this.stopped) return;
-    this.clock.clearTimeout(this.handle);
-    this.arm();
+    this.last = this.clock.now();
   }
 
   stop(): void {
@@ -78,12 +81,14 @@ export class StallTimer {
     return this.fired;
   }
 
-  private arm(): void {
+  private arm(ms: number): void {
     this.handle = this.clock.setTimeout(() => {
       if (this.stopped) return;
+      const idle = this.clock.now() - this.last;
+      if (idle < this.stallMs) return this.arm(this.stallMs - idle);
       this.fired = true;
       this.onStall();
-    }, this.stallMs);
+    }, ms);
   }
 }
 

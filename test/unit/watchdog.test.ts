@@ -10,12 +10,15 @@ import { probeInterval, Prober, StallTimer, stallMessage, Watchdog, type Clock }
 
 /** Timers that only move when the test says so. */
 class FakeClock implements Clock {
-  now = 0;
+  time = 0;
+  now(): number {
+    return this.time;
+  }
   private timers = new Map<number, { at: number; fn: () => void }>();
   private next = 1;
   setTimeout(fn: () => void, ms: number): unknown {
     const id = this.next++;
-    this.timers.set(id, { at: this.now + ms, fn });
+    this.timers.set(id, { at: this.time + ms, fn });
     return id;
   }
   clearTimeout(handle: unknown): void {
@@ -23,16 +26,16 @@ class FakeClock implements Clock {
   }
   /** Moves time forward, firing due timers in order, letting promises settle in between. */
   async advance(ms: number): Promise<void> {
-    const end = this.now + ms;
+    const end = this.time + ms;
     for (;;) {
       await settle();
       const due = [...this.timers.entries()].filter(([, t]) => t.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
       if (!due) break;
       this.timers.delete(due[0]);
-      this.now = due[1].at;
+      this.time = due[1].at;
       due[1].fn();
     }
-    this.now = end;
+    this.time = end;
     await settle();
   }
   get pending(): number {
