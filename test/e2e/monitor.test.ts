@@ -37,6 +37,8 @@ describe('the web monitor in a real browser', () => {
   const base = () => `http://127.0.0.1:${server.httpPort}`;
   /** Every page and stream the browser was shown: none may hold a secret or a token. */
   const shown: string[] = [];
+  /** Script errors and console errors (CSP refusals, failed loads) of signed-in pages: there must be none. */
+  const consoleErrors: string[] = [];
 
   const api = async (p: string, init: RequestInit = {}) => {
     const headers = new Headers(init.headers);
@@ -57,7 +59,11 @@ describe('the web monitor in a real browser', () => {
   async function signedIn(token: string, viewport = { width: 1280, height: 900 }): Promise<{ context: BrowserContext; page: Page }> {
     const context = await browser.newContext({ viewport });
     const page = await context.newPage();
-    page.on('pageerror', (err) => assert.fail(`script error on ${page.url()}: ${err.message}`));
+    page.on('pageerror', (err) => consoleErrors.push(`script error on ${page.url()}: ${err.message}`));
+    // A Content-Security-Policy refusal or a failed load shows here.
+    page.on('console', (message) => {
+      if (message.type() === 'error') consoleErrors.push(`${page.url()}: ${message.text()}`);
+    });
     await page.goto(`${base()}/signin`);
     await page.fill('#token', token);
     await page.press('#token', 'Enter');
@@ -83,6 +89,7 @@ describe('the web monitor in a real browser', () => {
     await server?.stop();
     if (server) removeAll(server.workDir);
     // Neither a page nor a stream ever held a secret of a build, nor an API token.
+    assert.deepEqual(consoleErrors, []);
     assertNoSecrets(...shown);
     for (const text of shown) assert.ok(!text.includes(FULL) && !text.includes(READ), 'an API token was shown on a page');
   });
