@@ -150,6 +150,19 @@ export const errors = {
   badBuilderImage: (detail: string) =>
     new BuildError('EBUILDERIMAGE', `${detail}; fix the #build_inside_docker_image line of build.sh`),
   workDir: (problem: string) => new BuildError('EWORKDIR', `the server's work dir is not usable: ${problem}`),
+  /** The engine answered at the start but went away during a step (stopped, restarted, killed). */
+  engineLost: (doing: string, detail: string) =>
+    new BuildError(
+      'EENGINELOST',
+      `the Docker engine went away while ${doing} (${detail}); nothing after that step ran; check that dockerd is running (docker info, its log), then run the build again`,
+    ),
+  engineStopped: (doing: string, exitCode: number) =>
+    new BuildError(
+      'EENGINELOST',
+      `the Docker engine stopped while ${doing} and ended its container (exit code ${exitCode}); nothing after that step ran; check that dockerd is running (docker info, its log), then run the build again`,
+    ),
+  noSpace: (dir: string) =>
+    new BuildError('ENOSPC', `no space left in ${dir} (the work dir: clone caches and deploy keys); free space there or give the server a larger work dir, then run the build again`),
 
   cancelled: () => new BuildError('ECANCELLED', 'build cancelled; its containers were removed', EXIT_CANCELLED),
   /** The message names who went silent, doing what, and what to check (src/watchdog.ts). */

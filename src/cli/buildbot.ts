@@ -1,6 +1,7 @@
 import { loadConfig } from '../config.js';
 import { createDocker } from '../docker/engine.js';
-import { EXIT_FAILURE, isBuildError } from '../errors.js';
+import { Removals } from '../docker/removals.js';
+import { errors, EXIT_FAILURE, isBuildError } from '../errors.js';
 import { requestOrExit } from '../request/parse.js';
 import { BuildService, DEFAULT_LOG_CAP_BYTES } from '../service/service.js';
 import { History } from '../service/history.js';
@@ -14,8 +15,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const request = await requestOrExit(argv, env, io, true);
   if (typeof request === 'number') return request;
   let config;
+  let cleanupWaitMs: number;
   try {
     config = loadConfig(env, request.local);
+    cleanupWaitMs = cleanupWait(env);
   } catch (err) {
     process.stderr.write(`error: ${(err as Error).message}\n`);
     return isBuildError(err) ? err.exitCode : EXIT_FAILURE;
@@ -26,11 +29,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   process.once('SIGTERM', cancel);
   process.once('SIGHUP', cancel);
   const log = (event: string, fields: Record<string, unknown> = {}) => {
-    if (event === 'build-internal-error' || event === 'cleanup-failed' || event === 'build-trace') process.stderr.write(`buildbot: ${event} ${JSON.stringify(fields)}\n`);
+    if (event === 'build-internal-error' || event === 'cleanup-failed' || event === 'cleanup-gave-up' || event === 'build-trace') process.stderr.write(`buildbot: ${event} ${JSON.stringify(fields)}\n`);
   };
   // The same build service as the server's, for one build: the file lock in the checkout step
   // still makes it wait for a build of its service that runs beside it.
-  const service = new BuildService({ config, docker: createDocker(config), log, maxBuilds: 1, logCapBytes: DEFAULT_LOG_CAP_BYTES });
+  const removals = new Removals(log);
+  const service = new BuildService({ config, docker: createDocker(config), log, maxBuilds: 1, logCapBytes: DEFAULT_LOG_CAP_BYTES, removals });
   try {
     // Kept in the work dir's history, so a server sharing it lists local builds too.
     new History(config.workDir, service, Number(env.BUILDBOT_HISTORY_PER_SERVICE) || 50, log);
@@ -42,8 +46,25 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   try {
     return await followAsText(build, io, 1);
   } finally {
+    // Containers the engine could not remove (it was restarting) are retried for a bounded time:
+    // this process is the only one that knows about them, apart from the server's orphan sweep.
+    if (removals.size) {
+      process.stderr.write(`buildbot: the engine has not removed ${removals.left.join(', ')} yet; retrying for up to ${cleanupWaitMs / 1000} s (BUILDBOT_CLEANUP_WAIT)\n`);
+      if (!(await removals.settle(cleanupWaitMs))) {
+        const left = removals.left.join(' ');
+        removals.stop('buildbot.sh is exiting');
+        process.stderr.write(`buildbot: left behind: container ${left}; once the engine answers, remove it with: docker rm -f ${left}\n`);
+      }
+    }
     process.off('SIGINT', cancel);
     process.off('SIGTERM', cancel);
     process.off('SIGHUP', cancel);
   }
+}
+
+/** BUILDBOT_CLEANUP_WAIT: seconds to keep retrying removals the engine failed at exit (default 30). */
+function cleanupWait(env: NodeJS.ProcessEnv): number {
+  const value = env.BUILDBOT_CLEANUP_WAIT || '30';
+  if (!/^\d{1,6}$/.test(value)) throw errors.usage(`BUILDBOT_CLEANUP_WAIT "${value}" is not a whole number of seconds`);
+  return 1000 * Number(value);
 }

@@ -26,6 +26,9 @@ import type Docker from 'dockerode';
 import type { BatchingSink, Sink } from '../io/output.js';
 import { ENGINE_HINT, type Watchdog } from '../watchdog.js';
 import { engineMessage, followStream, statusOf } from './engine.js';
+import type { Removals } from './removals.js';
+import { connectionLossDetail, isEngineConnectionLoss, waitForExit } from './wait.js';
+import { errors } from '../errors.js';
 
 /** Every container a build creates carries these, so leftovers of a dead server can be found. */
 export const LABELS = {
@@ -44,6 +47,8 @@ export class BuildContainers {
   constructor(
     private readonly docker: Docker,
     private readonly labels: Record<string, string>,
+    /** Retries removals the engine could not do (it was down) after the build has ended. */
+    private readonly removals?: Removals,
   ) {}
 
   async create(role: string, options: Docker.ContainerCreateOptions): Promise<Docker.Container> {
@@ -60,13 +65,17 @@ export class BuildContainers {
 
   async remove(container: Docker.Container): Promise<void> {
     this.live.delete(container);
-    await removeContainer(container);
+    await this.removeOne(container);
   }
 
   async removeAll(): Promise<void> {
     const all = [...this.live];
     this.live.clear();
-    await Promise.all(all.map(removeContainer));
+    await Promise.all(all.map((c) => this.removeOne(c)));
+  }
+
+  private removeOne(container: Docker.Container): Promise<void> {
+    return this.removals ? this.removals.remove(container, { build: this.labels[LABELS.build] }) : removeContainer(container);
   }
 }
 
@@ -137,11 +146,10 @@ export function demux(source: NodeJS.ReadableStream, stdout: BatchingSink, stder
   });
 }
 
-/** Starts a created container with its output attached and returns its exit code once all output is out. */
 /** How runAttached reports to the build's watchdog: the user code it runs, for the messages. */
 export interface AttachedWatch {
   watchdog: Watchdog;
-  /** "running build.sh". */
+  /** "running build.sh": also names the step when the engine goes away meanwhile (see waitForExit). */
   doing: string;
 }
 
@@ -149,6 +157,7 @@ export interface AttachedWatch {
 /** onStarted: called once the container runs, for work that should not compete with its start. */
 export async function runAttached(container: Docker.Container, stdout: BatchingSink, stderr: BatchingSink, signal: AbortSignal, watch?: AttachedWatch, onStarted?: () => void): Promise<number> {
   const engine = (doing: string) => ({ source: 'the engine', doing, hint: ENGINE_HINT });
+  const doing = watch?.doing ?? 'running a container';
   // Without a watchdog (the bench's reference), each operation runs as it is.
   const guard = <T>(doing: string, run: (progress: () => void) => Promise<T>) => (watch ? watch.watchdog.guard(engine(doing), run) : run(() => {}));
   // Hijacked (upgraded to a raw socket), the output skips Node's HTTP parser: about a tenth of the
@@ -165,15 +174,18 @@ export async function runAttached(container: Docker.Container, stdout: BatchingS
     await guard(`starting the container for ${watch?.doing}`, () => container.start());
     onStarted?.();
     // User code may print nothing for long: the engine is probed meanwhile instead (src/watchdog.ts).
-    const wait = () => container.wait({ abortSignal: signal } as object) as Promise<{ StatusCode: number; Error?: { Message?: string } }>;
-    const result = await (watch ? watch.watchdog.whileUserCode(engine(watch.doing), wait) : wait());
+    const wait = () => waitForExit(container, signal, doing);
+    const code = await (watch ? watch.watchdog.whileUserCode(engine(watch.doing), wait) : wait());
     // The container has exited: what is left of its output must keep coming.
     await guard(`reading the last output of ${watch?.doing}`, (p) => {
       progress = p;
       return drained;
     });
-    if (result.Error?.Message) throw new Error(`the container failed: ${result.Error.Message}`);
-    return result.StatusCode;
+    return code;
+  } catch (err) {
+    // The attach stream or the start cut by an engine that died: the same fault as a cut wait.
+    if (!signal.aborted && isEngineConnectionLoss(err)) throw errors.engineLost(doing, connectionLossDetail(err));
+    throw err;
   } finally {
     signal.removeEventListener('abort', close);
     close();

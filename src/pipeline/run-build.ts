@@ -4,6 +4,7 @@ import type Docker from 'dockerode';
 import { loadConfig, type Config } from '../config.js';
 import { BuildContainers, LABELS } from '../docker/containers.js';
 import { createDocker } from '../docker/engine.js';
+import type { Removals } from '../docker/removals.js';
 import { EXIT_FAILURE, EXIT_OK, isBuildError } from '../errors.js';
 import { UserOutput, type BuildIO } from '../io/output.js';
 import { createRedactor } from '../io/redact.js';
@@ -32,6 +33,10 @@ export interface BuildServices {
   /** The id the build service gave the build; a fresh one otherwise. */
   buildId?: string;
   hooks?: BuildHooks;
+  /** Removals the engine could not do are retried here after the build has ended. */
+  removals?: Removals;
+  /** Ids of the builds running in this process, so an orphan sweep leaves their containers alone. */
+  running?: Set<string>;
 }
 
 /**
@@ -67,7 +72,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
     startedAt: Date.now(),
     containers: new BuildContainers(docker, {
       [LABELS.build]: buildId, [LABELS.service]: request.serviceId, [LABELS.host]: os.hostname(), [LABELS.pid]: String(process.pid),
-    }),
+    }, services?.removals),
     cleanups: [],
     hooks: services?.hooks,
     background: [],
@@ -77,6 +82,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
   ctx.builderNetwork = withTrace(ctx.trace, () => networkAhead(ctx));
   let exitCode = EXIT_OK;
   let error: BuildOutcome['error'];
+  services?.running?.add(buildId);
   try {
     await withTrace(ctx.trace, () => runSteps(ctx, STEPS));
   } catch (err) {
@@ -99,6 +105,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
     const cleanupDone = ctx.trace?.step('cleanup');
     await withTrace(ctx.trace, () => cleanUp(ctx));
     cleanupDone?.();
+    services?.running?.delete(buildId);
   }
   for (const timing of ctx.trace?.timings() ?? []) log('build-trace', { build: buildId, ...timing });
   log('build-end', { build: buildId, service: request.serviceId, exit: exitCode, duration_ms: Date.now() - ctx.startedAt });

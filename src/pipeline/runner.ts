@@ -1,3 +1,5 @@
+import { connectionLossDetail, isEngineConnectionLoss } from '../docker/wait.js';
+import { errors, isBuildError } from '../errors.js';
 import type { BuildContext, Step } from './context.js';
 
 export function elapsed(ctx: BuildContext): string {
@@ -22,6 +24,8 @@ export async function runSteps(ctx: BuildContext, steps: readonly Step[]): Promi
     try {
       await step.run(ctx);
       ok = true;
+    } catch (err) {
+      throw asFault(err, ctx, step);
     } finally {
       stepDone?.();
       if (ctx.hooks?.step) {
@@ -42,4 +46,16 @@ function outputWritten(ctx: BuildContext): Promise<void> {
     if (stream.writableEnded) resolve();
     else stream.write(empty, () => resolve());
   }))).then(() => undefined);
+}
+
+/**
+ * Faults of the machine rather than of the build, wherever in a step they strike, become the
+ * catalogue's errors: the user reads "no space left in <work dir>" or "the engine went away
+ * while running the image step", not an unexpected failure with a system call in it.
+ */
+function asFault(err: unknown, ctx: BuildContext, step: Step): unknown {
+  if (isBuildError(err) || ctx.signal.aborted) return err;
+  if ((err as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC') return errors.noSpace(ctx.config.workDir);
+  if (isEngineConnectionLoss(err)) return errors.engineLost(`running the ${step.name} step`, connectionLossDetail(err));
+  return err;
 }

@@ -31,18 +31,26 @@ export async function removeOrphanKeys(workDir: string, log: ServerLog): Promise
 
 /**
  * Removes the containers of builds whose process died (a server killed with -9, a container
- * restarted). Only containers created on this host are judged: another host sharing the engine
- * may have builds running. A container of this very process cannot be a live build at start.
+ * restarted), at start and whenever the engine comes back. Only containers created on this host
+ * are judged: another host sharing the engine may have builds running. Of this very process,
+ * the containers of builds still running (`running`) are theirs to remove; the others are
+ * leftovers of an outage.
  */
-export async function removeOrphans(docker: Docker, log: ServerLog): Promise<number> {
+export async function removeOrphans(docker: Docker, log: ServerLog, running: ReadonlySet<string> = new Set()): Promise<number> {
   const containers = await docker.listContainers({ all: true, filters: { label: [LABELS.build] } });
   let removed = 0;
   for (const info of containers) {
     const pid = Number(info.Labels[LABELS.pid]);
+    const build = info.Labels[LABELS.build];
     if (info.Labels[LABELS.host] !== os.hostname() || !pid) continue;
-    if (pid !== process.pid && isAlive(pid)) continue;
-    await removeContainer(docker.getContainer(info.Id));
-    log('orphan-removed', { container: info.Id.slice(0, 12), build: info.Labels[LABELS.build], service: info.Labels[LABELS.service] });
+    if (pid === process.pid ? running.has(build) : isAlive(pid)) continue;
+    try {
+      await removeContainer(docker.getContainer(info.Id));
+    } catch (err) {
+      log('orphan-remove-failed', { container: info.Id.slice(0, 12), build, error: (err as Error).message });
+      continue;
+    }
+    log('orphan-removed', { container: info.Id.slice(0, 12), build, service: info.Labels[LABELS.service] });
     removed++;
   }
   return removed;

@@ -21,6 +21,8 @@ import { History } from '../service/history.js';
 import { createMetrics } from '../service/metrics.js';
 import { Tokens } from '../http/auth.js';
 import { startHttpServer, type RunningHttp } from '../http/server.js';
+import { watchEngine } from './engine-watch.js';
+import { Removals } from '../docker/removals.js';
 
 export interface RunningServer {
   address(): AddressInfo;
@@ -50,7 +52,9 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
   const hostKey = loadOrCreateHostKey(config.hostKeyFile);
   log('host-key', { file: config.hostKeyFile, fingerprint: hostKey.fingerprint, created: hostKey.created });
   const docker = createDocker(config);
-  const builds = new BuildService({ config, docker, log, maxBuilds: config.maxBuilds, logCapBytes: config.logCapBytes });
+  const removals = new Removals(log);
+  const running = new Set<string>();
+  const builds = new BuildService({ config, docker, log, maxBuilds: config.maxBuilds, logCapBytes: config.logCapBytes, removals, running });
   const history = new History(config.workDir, builds, config.historyPerService, log);
   const metrics = createMetrics(builds);
   const services: ServerServices = { config, docker, log, builds };
@@ -58,7 +62,12 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
   await migrateCloneCaches(config.workDir, log);
   // Masters a previous server left (killed before its shutdown closed them) go too.
   await closeSshMasters(config.workDir, config.toolEnv);
-  await removeOrphans(docker, log).catch((err: Error) => log('orphan-check-failed', { error: err.message }));
+  const sweep = () => removeOrphans(docker, log, running).catch((err: Error) => log('orphan-check-failed', { error: err.message }));
+  await sweep();
+  const engineWatch = watchEngine(docker, log, () => {
+    removals.retryNow();
+    void sweep();
+  });
 
   const jobs = new Set<Job>();
   const clients = new Set<Connection>();
@@ -256,6 +265,9 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
       }
       clearTimeout(timer);
       log('git-ssh-closed', { connections: await closeSshMasters(config.workDir, config.toolEnv) });
+      engineWatch.stop();
+      // A short wait for removals still being retried; what is left, the next start's sweep removes.
+      if (!(await removals.settle(Math.min(config.shutdownGraceMs, 5_000)))) removals.stop('the server is stopping; the orphan sweep of its next start removes it');
       // Clients leave by themselves once their command has finished; give them a moment first.
       for (let waited = 0; clients.size && waited < 2000; waited += 50) await new Promise((r) => setTimeout(r, 50));
       for (const client of clients) client.end();

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type Docker from 'dockerode';
 import type { Config } from '../config.js';
+import type { Removals } from '../docker/removals.js';
 import { EXIT_CANCELLED, EXIT_FAILURE, isBuildError } from '../errors.js';
 import { UserOutput } from '../io/output.js';
 import { createRedactor } from '../io/redact.js';
@@ -19,6 +20,10 @@ export interface BuildServiceOptions {
   maxBuilds: number;
   /** Output kept per build (head and tail); the middle of a larger log is cut. */
   logCapBytes: number;
+  /** Removals the engine could not do are retried here after the build has ended. */
+  removals?: Removals;
+  /** Filled with the ids of the builds running, so an orphan sweep leaves their containers alone. */
+  running?: Set<string>;
 }
 
 /** Hears of builds as they are submitted and as their records come (history, metrics). */
@@ -159,6 +164,8 @@ export class BuildService {
         docker: this.options.docker,
         log: this.options.log,
         buildId: build.id,
+        removals: this.options.removals,
+        running: this.options.running,
         hooks: {
           step: (name, phase, info) => {
             if (phase === 'start') {

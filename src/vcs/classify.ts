@@ -4,8 +4,9 @@ import { errors, type BuildError } from '../errors.js';
  * Turns what git, hg or ssh printed into an error of the catalogue, so the user reads
  * "the git host refused the key" rather than forty lines of tool output.
  */
-export function classifyVcsFailure(output: string, ctx: { repo: string; host: string; knownHostsFile: string; what: string }): BuildError {
+export function classifyVcsFailure(output: string, ctx: { repo: string; host: string; knownHostsFile: string; what: string; workDir?: string }): BuildError {
   const text = output.trim();
+  if (ctx.workDir && /No space left on device/i.test(text)) return errors.noSpace(ctx.workDir);
   if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/i.test(text)) {
     return errors.hostKeyChanged(ctx.host, ctx.knownHostsFile);
   }

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 
@@ -16,21 +17,47 @@ export interface TcpRelay {
 }
 
 export async function startTcpRelay(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpRelay> {
-  const child: ChildProcess = spawn(process.execPath, [fileURLToPath(import.meta.url), targetHost, String(targetPort)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const relay = await spawnRelay('127.0.0.1:0', `${targetHost}:${targetPort}`);
+  return { port: Number(relay.listening), freeze: () => relay.child.kill('SIGSTOP'), thaw: () => relay.child.kill('SIGCONT'), stop: relay.stop };
+}
+
+/**
+ * A relay in front of a unix socket (the engine's): cut() kills it, closing every connection
+ * through it at once and refusing new ones, as when the engine dies; restore() brings it back.
+ */
+export interface SocketRelay {
+  path: string;
+  cut(): Promise<void>;
+  restore(): Promise<void>;
+}
+
+export async function startSocketRelay(targetPath: string, listenPath: string): Promise<SocketRelay> {
+  let relay = await spawnRelay(`unix:${listenPath}`, `unix:${targetPath}`);
+  return {
+    path: listenPath,
+    cut: () => relay.stop(),
+    restore: async () => {
+      await relay.stop();
+      rmSync(listenPath, { force: true });
+      relay = await spawnRelay(`unix:${listenPath}`, `unix:${targetPath}`);
+    },
+  };
+}
+
+async function spawnRelay(listen: string, target: string): Promise<{ child: ChildProcess; listening: string; stop(): Promise<void> }> {
+  const child: ChildProcess = spawn(process.execPath, [fileURLToPath(import.meta.url), listen, target], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const port = await new Promise<number>((resolve, reject) => {
+  const listening = await new Promise<string>((resolve, reject) => {
     let text = '';
     child.stdout!.on('data', (d: Buffer) => {
       text += d.toString();
-      const match = /^listening (\d+)\n/.exec(text);
-      if (match) resolve(Number(match[1]));
+      const match = /^listening (\S+)\n/.exec(text);
+      if (match) resolve(match[1]);
     });
     child.once('exit', (code) => reject(new Error(`the relay exited (${code}) before listening`)));
   });
   return {
-    port,
-    freeze: () => child.kill('SIGSTOP'),
-    thaw: () => child.kill('SIGCONT'),
+    child, listening,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGKILL');
@@ -40,10 +67,17 @@ export async function startTcpRelay(targetPort: number, targetHost = '127.0.0.1'
   };
 }
 
-/** The relay process itself: node tcp-relay.js HOST PORT; prints "listening PORT". */
-function serve(host: string, port: number): void {
+type Address = { path: string } | { host: string; port: number };
+const parse = (spec: string): Address => {
+  if (spec.startsWith('unix:')) return { path: spec.slice(5) };
+  const at = spec.lastIndexOf(':');
+  return { host: spec.slice(0, at), port: Number(spec.slice(at + 1)) };
+};
+
+/** The relay process itself: node tcp-relay.js LISTEN TARGET (host:port or unix:/path); prints "listening PORT|PATH". */
+function serve(listen: Address, target: Address): void {
   const server = net.createServer((client) => {
-    const upstream = net.connect(port, host);
+    const upstream = net.connect(target);
     client.pipe(upstream).pipe(client);
     const close = () => {
       client.destroy();
@@ -52,7 +86,12 @@ function serve(host: string, port: number): void {
     client.on('error', close).on('close', close);
     upstream.on('error', close).on('close', close);
   });
-  server.listen(0, '127.0.0.1', () => process.stdout.write(`listening ${(server.address() as net.AddressInfo).port}\n`));
+  const ready = () => {
+    const address = server.address();
+    process.stdout.write(`listening ${typeof address === 'string' ? address : address?.port}\n`);
+  };
+  if ('path' in listen) server.listen(listen.path, ready);
+  else server.listen(listen.port, listen.host, ready);
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) serve(process.argv[2], Number(process.argv[3]));
+if (process.argv[1] === fileURLToPath(import.meta.url)) serve(parse(process.argv[2]), parse(process.argv[3]));

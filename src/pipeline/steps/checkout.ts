@@ -49,7 +49,7 @@ export const checkoutStep: Step = {
     } catch (err) {
       if (err instanceof VcsCommandError && !ctx.signal.aborted) {
         throw classifyVcsFailure(err.output, {
-          repo: request.repo.displayUrl, host: hostOf(request.repo.url), knownHostsFile: ssh.knownHostsFile, what: err.command,
+          repo: request.repo.displayUrl, host: hostOf(request.repo.url), knownHostsFile: ssh.knownHostsFile, what: err.command, workDir: config.workDir,
         });
       }
       throw err;

@@ -1,0 +1,44 @@
+import type Docker from 'dockerode';
+import type { ServerLog } from '../pipeline/context.js';
+
+export interface EngineWatch {
+  stop(): void;
+}
+
+/**
+ * Pings the engine every intervalMs (a ping on its socket costs about a millisecond) and logs
+ * when it stops answering (engine-down) and when it answers again (engine-back). Coming back
+ * is when the work an outage left undone is done: removals that failed meanwhile, and the
+ * orphan sweep, since an engine restarted with live-restore off stopped every container.
+ */
+export function watchEngine(docker: Docker, log: ServerLog, onBack: () => void, intervalMs = 2_000): EngineWatch {
+  let up = true;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const check = async () => {
+    let error: string | undefined;
+    try {
+      // The ping may itself hang on an engine that accepts and never answers: bounded too.
+      await (docker.ping as (opts: object) => Promise<unknown>).call(docker, { abortSignal: AbortSignal.timeout(Math.max(intervalMs, 5_000)) });
+    } catch (err) {
+      error = (err as Error).message;
+    }
+    if (stopped) return;
+    if (up && error !== undefined) log('engine-down', { error });
+    if (!up && error === undefined) {
+      log('engine-back');
+      onBack();
+    }
+    up = error === undefined;
+    timer = setTimeout(() => void check(), intervalMs);
+    timer.unref();
+  };
+  timer = setTimeout(() => void check(), intervalMs);
+  timer.unref();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}
