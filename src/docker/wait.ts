@@ -29,8 +29,8 @@ const ENGINE_CHECK_MS = 5_000;
  * send a request over a kept-alive connection, which a stopping engine still serves after it
  * has closed its socket to new ones. An engine that does not answer in time counts as there.
  */
-function acceptsConnections(container: Docker.Container): Promise<boolean> {
-  const modem = container.modem as { socketPath?: string; host?: string; port?: number | string };
+export function acceptsConnections(docker: Pick<Docker.Container, 'modem'>): Promise<boolean> {
+  const modem = docker.modem as { socketPath?: string; host?: string; port?: number | string };
   const target = modem.socketPath ? { path: modem.socketPath } : modem.host && modem.port ? { host: modem.host, port: Number(modem.port) } : undefined;
   if (!target) return Promise.resolve(true);
   return new Promise((resolve) => {

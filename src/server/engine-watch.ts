@@ -1,4 +1,5 @@
 import type Docker from 'dockerode';
+import { acceptsConnections } from '../docker/wait.js';
 import type { ServerLog } from '../pipeline/context.js';
 
 export interface EngineWatch {
@@ -18,6 +19,9 @@ export function watchEngine(docker: Docker, log: ServerLog, onBack: () => void, 
   const check = async () => {
     let error: string | undefined;
     try {
+      // A fresh connection first: a ping over a kept-alive one is still answered by an engine
+      // that is shutting down (it has closed its socket to new connections, then stops containers).
+      if (!(await acceptsConnections(docker))) throw new Error('the engine refuses new connections');
       // The ping may itself hang on an engine that accepts and never answers: bounded too.
       await (docker.ping as (opts: object) => Promise<unknown>).call(docker, { abortSignal: AbortSignal.timeout(Math.max(intervalMs, 5_000)) });
     } catch (err) {

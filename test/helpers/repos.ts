@@ -44,7 +44,8 @@ export class GitRepo {
     writeFiles(this.work, files);
     const git = (...args: string[]) =>
       execFileSync('git', ['-C', this.work, '-c', 'user.name=t', '-c', 'user.email=t@t', ...args], {
-        env: { ...process.env, GIT_SSH_COMMAND: sshCommand() }, encoding: 'utf8',
+        // Bounded: a wedged git host would otherwise block the test's one thread for good.
+        env: { ...process.env, GIT_SSH_COMMAND: sshCommand() }, encoding: 'utf8', timeout: 60_000,
       }).trim();
     git('add', '-A');
     git('commit', '-q', '--allow-empty', '-m', message);

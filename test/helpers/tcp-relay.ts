@@ -55,6 +55,7 @@ async function spawnRelay(listen: string, target: string): Promise<{ child: Chil
       if (match) resolve(match[1]);
     });
     child.once('exit', (code) => reject(new Error(`the relay exited (${code}) before listening`)));
+    setTimeout(() => reject(new Error('the relay did not listen within 20 s')), 20_000).unref();
   });
   return {
     child, listening,
