@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { quote } from 'shell-quote';
 import { buildArgs, unique } from '../helpers/build.js';
 import type Docker from 'dockerode';
-import { buildContainers, buildContainersOf, docker as testDocker } from '../helpers/docker.js';
+import { buildContainersOf, docker as testDocker } from '../helpers/docker.js';
 import { copyImages, startPrivateEngine, type PrivateEngine } from '../helpers/private-engine.js';
 import { engineSocket, testEnv } from '../helpers/env.js';
 import { eventually, suiteRepos } from '../helpers/fixtures.js';
