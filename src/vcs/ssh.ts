@@ -33,7 +33,13 @@ export async function prepareSsh(workDir: string, serviceId: string, privateKey:
     await mkdir(keysDir(workDir), { recursive: true, mode: 0o700 });
     keyDir = await mkdtemp(path.join(keysDir(workDir), `${process.pid}-`));
     const keyFile = path.join(keyDir, 'id');
-    await writeFile(keyFile, privateKey, { mode: 0o600, flag: 'wx' });
+    try {
+      await writeFile(keyFile, privateKey, { mode: 0o600, flag: 'wx' });
+    } catch (err) {
+      // A full work dir: the file was created but not written; nothing of it may stay behind.
+      await rm(keyDir, { recursive: true, force: true });
+      throw err;
+    }
     identity.push('-i', quote(keyFile));
   } else {
     // Without a key of the request's own, the server's identities must not be offered.
