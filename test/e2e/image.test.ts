@@ -50,7 +50,8 @@ describe('the server\'s Docker image', () => {
     container = await docker.createContainer({
       Image: IMAGE,
       Labels: { 'buildbot.test': '1' },
-      Env: [`BUILDBOT_LISTEN=127.0.0.1:${port}`, `SSH_PUBKEY_IN_INITIATE_BUILDS=${readFileSync(keyPath('client_ed25519.pub'), 'utf8').trim()}`],
+      // The HTTP API on a free port: with host networking the image's 0.0.0.0:8080 could be taken.
+      Env: [`BUILDBOT_LISTEN=127.0.0.1:${port}`, 'BUILDBOT_HTTP_LISTEN=127.0.0.1:0', `SSH_PUBKEY_IN_INITIATE_BUILDS=${readFileSync(keyPath('client_ed25519.pub'), 'utf8').trim()}`],
       // Host networking: the test registry and git host listen on this machine's loopback.
       HostConfig: { NetworkMode: 'host', Binds: [`${engineSocket()}:/var/run/docker.sock`] },
     });
