@@ -305,8 +305,11 @@ export class Monitor {
       exited ||= record.type === 'exit';
       if (!(await write(res, format(record)))) return;
     }
-    // A build with no exit record of its own (abandoned) gets one, so the page stops listening.
-    if (closeWithExit && !exited) {
+    // A finished build with no exit record of its own (abandoned) gets one, so the page stops
+    // listening. One still running in another process (a local buildbot.sh sharing the work dir)
+    // gets none: the stream ends and the browser comes back after `retry` with Last-Event-ID for
+    // what was stored since.
+    if (closeWithExit && !exited && isFinal(summary.status)) {
       await write(res, format({ seq: last + 1, time: summary.finished_at ?? new Date().toISOString(), type: 'exit', code: summary.exit_code ?? -1, status: summary.status }));
     }
     res.end();
