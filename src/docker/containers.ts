@@ -15,10 +15,15 @@
  * - build-script step: create, putArchive (awaited, upload read to its end), then runAttached.
  * - runAttached: attach (hijacked) is opened before start and read while wait() is pending:
  *   the one overlap allowed. Neither takes the lock an archive takes; the docker CLI does the same.
- * - image step: the builder's .dockerignore archive is read whole, then /project is requested.
- * - test step: create, runAttached, remove after it returned.
- * - cleanup (BuildContainers.removeAll): runs after the build's signal has aborted every open
- *   request of the build; it removes different containers side by side, never one twice.
+ * - image step: the builder's .dockerignore archive is read whole, then /project is requested;
+ *   the /project archive is destroyed when the step ends, however it ends.
+ * - test step: removes the builder in the background only now, after the image step is done with
+ *   its archives; then create, runAttached, and the test container's removal in the background.
+ * - network holders (src/docker/netns.ts): create and start, in the background, then nothing until
+ *   their removal; the builder and the test container join their namespace, but those are calls
+ *   on other containers.
+ * - cleanup (BuildContainers.removeAll): after the background work settled and the build's
+ *   requests ended; it removes different containers side by side, never one twice.
  * - No exec anywhere.
  * Different containers may be worked on side by side.
  */

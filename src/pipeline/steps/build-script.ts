@@ -35,7 +35,8 @@ export const buildScriptStep: Step = {
     await ensureImage(ctx.docker, image, 'builder', sameRegistry ? authConfig(ctx) : undefined, ctx.signal,
       (line) => ctx.out.line(line), (detail) => errors.imageMissing(image, 'builder', detail), ctx.watchdog);
 
-    const holder = await ctx.builderNetwork;
+    // Started in the background earlier; waited for here, so under the watchdog like any engine call.
+    const holder = await ctx.watchdog.engine('starting the network namespace for build.sh', async () => ctx.builderNetwork);
     const container = await ctx.watchdog.engine('creating the build.sh container', () => ctx.containers.create('builder', {
       Image: image,
       Entrypoint: ['/bin/sh', '-c', RUN_BUILD_SCRIPT],

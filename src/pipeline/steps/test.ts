@@ -13,7 +13,8 @@ export const testStep: Step = {
     if (ctx.builder) removeLater(ctx, ctx.builder);
     const entrypoint = ctx.metadata?.testEntrypoint;
     if (!entrypoint) return;
-    const holder = await ctx.testNetwork;
+    // Started in the background earlier; waited for here, so under the watchdog like any engine call.
+    const holder = await ctx.watchdog.engine('starting the network namespace for the in-image test', async () => ctx.testNetwork);
     const container = await ctx.watchdog.engine('creating the test container', () => ctx.containers.create('test', {
       Image: ctx.imageId!,
       Entrypoint: entrypoint,
