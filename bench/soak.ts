@@ -1,0 +1,123 @@
+/**
+ * Soak (issue 9): 30 builds of mixed outcomes across 10 services against one real server with
+ * --max-builds 4: builds that succeed, builds whose build.sh fails, builds whose client is
+ * killed (cancel) and builds whose client freezes behind a relay (disconnect: the keepalive
+ * must end them). At the end every exit code must be the expected one, and no container, key
+ * file or service lock may remain; the server's RSS (idle, peak, after) is reported.
+ * A bench script, not a test: it measures memory, and takes a minute or more on a loaded machine.
+ * Run: bash bench/soak.sh   (brings up the test environment, as npm test does)
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { quote } from 'shell-quote';
+import { buildArgs } from '../test/helpers/build.js';
+import type { RunResult } from '../test/helpers/cli.js';
+import { buildContainers } from '../test/helpers/docker.js';
+import { GitRepo, removeAll, staticSite } from '../test/helpers/repos.js';
+import { startServer, startSsh } from '../test/helpers/server.js';
+import { startTcpRelay } from '../test/helpers/tcp-relay.js';
+
+type Kind = 'success' | 'fail' | 'cancel' | 'disconnect';
+const KINDS: Kind[] = ['success', 'fail', 'cancel', 'disconnect'];
+const SERVICES = 10;
+const BUILDS = 30;
+const EXPECTED: Record<Kind, number> = { success: 0, fail: 3, cancel: 130, disconnect: 130 };
+
+const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+const remote = (args: string[]) => [quote(['buildbot.sh', ...args])];
+
+async function main(): Promise<void> {
+  const run = process.pid;
+  const server = await startServer({ args: ['--max-builds', '4', '--keepalive-interval', '1', '--keepalive-count', '2'] });
+  const pid = server.child.pid!;
+  // One repository per service, one branch per outcome.
+  const repos = Array.from({ length: SERVICES }, (_, i) => {
+    const repo = new GitRepo(`soak-${run}-${i}`);
+    repo.commit(staticSite(), 'ok', 'success');
+    repo.commit(staticSite({ buildExtra: 'exit 3' }), 'fails', 'fail');
+    repo.commit(staticSite({ buildExtra: 'echo "slow build started"; sleep 120' }), 'slow', 'slow');
+    return repo;
+  });
+  await sleep(2000);
+  const idle = rssMb(pid);
+  let peak = idle;
+  const sampler = setInterval(() => (peak = Math.max(peak, rssMb(pid))), 100);
+
+  const started = Date.now();
+  const outcomes = await Promise.all(Array.from({ length: BUILDS }, async (_, n) => {
+    const kind = KINDS[n % KINDS.length];
+    const service = `soak-${run}-${n % SERVICES}`;
+    const repo = repos[n % SERVICES];
+    const revision = kind === 'success' || kind === 'fail' ? kind : 'slow';
+    const args = remote(buildArgs({ service, repo: repo.url, revision, image: service, tags: [`b${n}`] }));
+    let result: RunResult;
+    if (kind === 'disconnect') {
+      const relay = await startTcpRelay(server.port);
+      const client = startSsh({ port: relay.port }, args);
+      await client.waitFor(/slow build started/, 600_000);
+      relay.freeze();
+      // The keepalive gives the client up and cancels the build; the frozen client never learns.
+      const cancelled = () => server.log().split(`build-end`).filter((l) => l.includes(` service=${service} exit=130`)).length;
+      const before = cancelled();
+      relay.freeze();
+      for (const deadline = Date.now() + 120_000; cancelled() === before;) {
+        if (Date.now() > deadline) throw new Error(`the keepalive did not end build ${n}`);
+        await sleep(100);
+      }
+      client.child.kill('SIGKILL');
+      await relay.stop();
+      result = await client.done;
+    } else {
+      const client = startSsh(server, args);
+      if (kind === 'cancel') {
+        await client.waitFor(/slow build started/, 600_000);
+        client.child.kill('SIGTERM');
+      }
+      result = await client.done;
+    }
+    return { n, kind, service, code: result.code };
+  }));
+  const wall = (Date.now() - started) / 1000;
+
+  // What the server says each build ended with, by the exit codes it logged.
+  const ends = [...server.log().matchAll(/ build-end build=\w+ service=(\S+) exit=(\d+)/g)].map((m) => ({ service: m[1], exit: Number(m[2]) }));
+  const problems: string[] = [];
+  const count = (codes: number[], code: number) => codes.filter((c) => c === code).length;
+  for (const kind of KINDS) {
+    const mine = outcomes.filter((o) => o.kind === kind);
+    if (kind === 'success' || kind === 'fail') {
+      for (const o of mine) if (o.code !== EXPECTED[kind]) problems.push(`build ${o.n} (${kind}) exited ${o.code}, expected ${EXPECTED[kind]}`);
+    }
+  }
+  const logged = ends.map((e) => e.exit);
+  const wanted = (code: number) => outcomes.filter((o) => EXPECTED[o.kind] === code).length;
+  for (const code of [0, 3, 130]) if (count(logged, code) !== wanted(code)) problems.push(`the server logged ${count(logged, code)} builds ending ${code}, expected ${wanted(code)}`);
+
+  for (let i = 0; i < 100 && (await buildContainers()).length; i++) await sleep(200);
+  const left = await buildContainers();
+  if (left.length) problems.push(`${left.length} build containers left`);
+  const keys = existsSync(path.join(server.workDir, '.keys')) ? readdirSync(path.join(server.workDir, '.keys')) : [];
+  if (keys.length) problems.push(`${keys.length} key dirs left`);
+  const locks = existsSync(path.join(server.workDir, '.locks')) ? readdirSync(path.join(server.workDir, '.locks')).filter((f) => f.endsWith('.lock')) : [];
+  if (locks.length) problems.push(`service locks still held: ${locks.join(', ')}`);
+
+  await sleep(3000);
+  clearInterval(sampler);
+  const after = rssMb(pid);
+  await server.stop();
+  removeAll(server.workDir);
+  repos.forEach((r) => r.dispose());
+
+  const byKind = KINDS.map((k) => `${k} ${outcomes.filter((o) => o.kind === k).length}`).join(', ');
+  console.log(`soak: ${BUILDS} builds (${byKind}) across ${SERVICES} services, --max-builds 4: ${wall.toFixed(1)} s wall`);
+  console.log(`soak: server RSS idle ${idle.toFixed(1)} MB, peak ${peak.toFixed(1)} MB, after ${after.toFixed(1)} MB`);
+  if (problems.length) {
+    console.log(`soak: FAILED\n  ${problems.join('\n  ')}`);
+    process.exitCode = 1;
+  } else {
+    console.log('soak: every exit code as expected; no container, key file or service lock left');
+  }
+}
+
+await main();
