@@ -22,6 +22,8 @@ type Kind = 'success' | 'fail' | 'cancel' | 'disconnect';
 const KINDS: Kind[] = ['success', 'fail', 'cancel', 'disconnect'];
 const SERVICES = 10;
 const BUILDS = 30;
+/** SOAK_ROUNDS=2 runs the 30 builds again: RSS that grows no further in the second round is a plateau, not a leak. */
+const ROUNDS = Number(process.env.SOAK_ROUNDS) || 1;
 const EXPECTED: Record<Kind, number> = { success: 0, fail: 3, cancel: 130, disconnect: 130 };
 
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
@@ -45,39 +47,46 @@ async function main(): Promise<void> {
   const sampler = setInterval(() => (peak = Math.max(peak, rssMb(pid))), 100);
 
   const started = Date.now();
-  const outcomes = await Promise.all(Array.from({ length: BUILDS }, async (_, n) => {
-    const kind = KINDS[n % KINDS.length];
-    const service = `soak-${run}-${n % SERVICES}`;
-    const repo = repos[n % SERVICES];
-    const revision = kind === 'success' || kind === 'fail' ? kind : 'slow';
-    const args = remote(buildArgs({ service, repo: repo.url, revision, image: service, tags: [`b${n}`] }));
-    let result: RunResult;
-    if (kind === 'disconnect') {
-      const relay = await startTcpRelay(server.port);
-      const client = startSsh({ port: relay.port }, args);
-      await client.waitFor(/slow build started/, 600_000);
-      relay.freeze();
-      // The keepalive gives the client up and cancels the build; the frozen client never learns.
-      const cancelled = () => server.log().split(`build-end`).filter((l) => l.includes(` service=${service} exit=130`)).length;
-      const before = cancelled();
-      relay.freeze();
-      for (const deadline = Date.now() + 120_000; cancelled() === before;) {
-        if (Date.now() > deadline) throw new Error(`the keepalive did not end build ${n}`);
-        await sleep(100);
-      }
-      client.child.kill('SIGKILL');
-      await relay.stop();
-      result = await client.done;
-    } else {
-      const client = startSsh(server, args);
-      if (kind === 'cancel') {
+  const outcomes: Array<{ n: number; kind: Kind; service: string; code: number | null }> = [];
+  const afterRound: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    outcomes.push(...await Promise.all(Array.from({ length: BUILDS }, async (_, i) => {
+      const n = round * BUILDS + i;
+      const kind = KINDS[n % KINDS.length];
+      const service = `soak-${run}-${n % SERVICES}`;
+      const repo = repos[n % SERVICES];
+      const revision = kind === 'success' || kind === 'fail' ? kind : 'slow';
+      const args = remote(buildArgs({ service, repo: repo.url, revision, image: service, tags: [`b${n}`] }));
+      let result: RunResult;
+      if (kind === 'disconnect') {
+        const relay = await startTcpRelay(server.port);
+        const client = startSsh({ port: relay.port }, args);
         await client.waitFor(/slow build started/, 600_000);
-        client.child.kill('SIGTERM');
+        relay.freeze();
+        // The keepalive gives the client up and cancels the build; the frozen client never learns.
+        const cancelled = () => server.log().split(`build-end`).filter((l) => l.includes(` service=${service} exit=130`)).length;
+        const before = cancelled();
+        relay.freeze();
+        for (const deadline = Date.now() + 120_000; cancelled() === before;) {
+          if (Date.now() > deadline) throw new Error(`the keepalive did not end build ${n}`);
+          await sleep(100);
+        }
+        client.child.kill('SIGKILL');
+        await relay.stop();
+        result = await client.done;
+      } else {
+        const client = startSsh(server, args);
+        if (kind === 'cancel') {
+          await client.waitFor(/slow build started/, 600_000);
+          client.child.kill('SIGTERM');
+        }
+        result = await client.done;
       }
-      result = await client.done;
-    }
-    return { n, kind, service, code: result.code };
-  }));
+      return { n, kind, service, code: result.code };
+    })));
+    await sleep(3000);
+    afterRound.push(rssMb(pid));
+  }
   const wall = (Date.now() - started) / 1000;
 
   // What the server says each build ended with, by the exit codes it logged.
@@ -110,8 +119,8 @@ async function main(): Promise<void> {
   repos.forEach((r) => r.dispose());
 
   const byKind = KINDS.map((k) => `${k} ${outcomes.filter((o) => o.kind === k).length}`).join(', ');
-  console.log(`soak: ${BUILDS} builds (${byKind}) across ${SERVICES} services, --max-builds 4: ${wall.toFixed(1)} s wall`);
-  console.log(`soak: server RSS idle ${idle.toFixed(1)} MB, peak ${peak.toFixed(1)} MB, after ${after.toFixed(1)} MB`);
+  console.log(`soak: ${BUILDS * ROUNDS} builds (${byKind}) across ${SERVICES} services, --max-builds 4: ${wall.toFixed(1)} s wall`);
+  console.log(`soak: server RSS idle ${idle.toFixed(1)} MB, peak ${peak.toFixed(1)} MB, after each round ${afterRound.map((r) => r.toFixed(1)).join(', ')} MB, at the end ${after.toFixed(1)} MB`);
   if (problems.length) {
     console.log(`soak: FAILED\n  ${problems.join('\n  ')}`);
     process.exitCode = 1;
