@@ -9,6 +9,8 @@ import { joinNetwork } from '../../docker/netns.js';
 import { networkAhead, rememberBuilderImage } from '../networks.js';
 import { splitImageRef } from '../../request/registry.js';
 
+const NOT_READY = Symbol('not ready');
+
 // Runs build.sh even when git lost its executable bit.
 const RUN_BUILD_SCRIPT = 'if [ -x ./build.sh ]; then exec ./build.sh; else exec sh ./build.sh; fi';
 
@@ -35,8 +37,12 @@ export const buildScriptStep: Step = {
     await ensureImage(ctx.docker, image, 'builder', sameRegistry ? authConfig(ctx) : undefined, ctx.signal,
       (line) => ctx.out.line(line), (detail) => errors.imageMissing(image, 'builder', detail), ctx.watchdog);
 
-    // Started in the background earlier; waited for here, so under the watchdog like any engine call.
-    const holder = await ctx.watchdog.engine('starting the network namespace for build.sh', async () => ctx.builderNetwork);
+    // A namespace made ahead is taken only when it is ready: waiting for it would cost what making
+    // one costs (a rebuild reaches this point within milliseconds). One still on its way serves
+    // the test instead. Nothing is waited for here, so no watchdog is needed.
+    const ahead = ctx.builderNetwork && (await Promise.race([ctx.builderNetwork, Promise.resolve(NOT_READY)]));
+    const holder = ahead === NOT_READY ? undefined : ahead;
+    if (ahead === NOT_READY && ctx.metadata!.testEntrypoint) ctx.testNetwork = ctx.builderNetwork;
     const container = await ctx.watchdog.engine('creating the build.sh container', () => ctx.containers.create('builder', {
       Image: image,
       Entrypoint: ['/bin/sh', '-c', RUN_BUILD_SCRIPT],
@@ -60,7 +66,7 @@ export const buildScriptStep: Step = {
       rememberBuilderImage(ctx.request.serviceId, image);
       // The test container's network namespace is made while build.sh runs, once the builder
       // runs: started beside it, it slowed the builder's own start.
-      if (ctx.metadata!.testEntrypoint) ctx.testNetwork = networkAhead(ctx, image);
+      if (ctx.metadata!.testEntrypoint) ctx.testNetwork ??= networkAhead(ctx, image);
     });
     // Its namespace is not needed any more: it goes while the image builds.
     removeLater(ctx, holder);
