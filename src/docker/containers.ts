@@ -95,8 +95,8 @@ export async function removeContainer(container: Docker.Container): Promise<void
 
 /**
  * Splits the engine's multiplexed attach stream (8-byte header: stream type, size) into
- * stdout and stderr, each read leaving as one write per target so that the SSH channel sends
- * full packets. Unlike docker-modem's demuxStream it honours backpressure: when a target is
+ * stdout and stderr, each run of one stream in a read leaving as one write so that the SSH
+ * channel sends full packets. Unlike docker-modem's demuxStream it honours backpressure: when a target is
  * full the engine stream is paused until it drains.
  */
 export function demux(source: NodeJS.ReadableStream, stdout: BatchingSink, stderr: BatchingSink): Promise<void> {
@@ -133,7 +133,8 @@ export function demux(source: NodeJS.ReadableStream, stdout: BatchingSink, stder
         for (const p of pieces) length += chunk.copy(chunk, pieces[0].start + length, p.start, p.end);
         if (!pieces[0].to.write(chunk.subarray(pieces[0].start, pieces[0].start + length))) blocked = pieces[0].to;
       } else {
-        // Both streams: corked, each target joins its pieces into one write.
+        // Both streams: corked, so that consecutive pieces of one stream leave as one write
+        // (UserOutput keeps the order of the two streams).
         stdout.cork();
         stderr.cork();
         for (const p of pieces) if (!p.to.write(chunk.subarray(p.start, p.end))) blocked = p.to;

@@ -1,5 +1,5 @@
 export const REDACTED = '***';
-const REDACTED_BYTES = Buffer.from(REDACTED);
+export const REDACTED_BYTES = Buffer.from(REDACTED);
 
 export interface Redactor {
   /** Replaces every secret in text. */
@@ -9,6 +9,8 @@ export interface Redactor {
    * Returns the very buffer when it holds no secret (the common case, no copy).
    */
   redactBytes(bytes: Buffer): Buffer;
+  /** Where redactBytes would replace: [start, end) of each secret, in order, none overlapping. */
+  secretRanges(bytes: Buffer): Array<[number, number]>;
   /**
    * How many trailing bytes could be the start of a secret and must be held back until more
    * arrives, so a secret split across two chunks is still caught; with any whole secret that
@@ -24,28 +26,38 @@ export function createRedactor(secrets: Iterable<string>): Redactor {
   // Whatever holds a secret holds one that contains no other (the key's text holds its body
   // lines), so only those are searched for on the hot path.
   const needles = asBytes.filter((s) => !asBytes.some((other) => other !== s && other.length < s.length && s.includes(other)));
+  const secretRanges = (bytes: Buffer): Array<[number, number]> => {
+    // Buffer.includes is a native search: output without secrets costs one scan per needle.
+    if (!needles.some((needle) => bytes.includes(needle))) return [];
+    const ranges: Array<[number, number]> = [];
+    for (let from = 0; ;) {
+      let at = -1;
+      let length = 0;
+      for (const secret of asBytes) {
+        const i = bytes.indexOf(secret, from);
+        // Strictly earlier only: at the same position the longer secret, seen first, wins.
+        if (i >= 0 && (at < 0 || i < at)) [at, length] = [i, secret.length];
+      }
+      if (at < 0) return ranges;
+      ranges.push([at, at + length]);
+      from = at + length;
+    }
+  };
   return {
     redact(text) {
       let out = text;
       for (const secret of list) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
       return out;
     },
+    secretRanges,
     redactBytes(bytes) {
-      // Buffer.includes is a native search: output without secrets is passed on untouched.
-      if (!needles.some((needle) => bytes.includes(needle))) return bytes;
+      const ranges = secretRanges(bytes);
+      if (!ranges.length) return bytes;
       const parts: Buffer[] = [];
       let from = 0;
-      for (;;) {
-        let at = -1;
-        let length = 0;
-        for (const secret of asBytes) {
-          const i = bytes.indexOf(secret, from);
-          // Strictly earlier only: at the same position the longer secret, seen first, wins.
-          if (i >= 0 && (at < 0 || i < at)) [at, length] = [i, secret.length];
-        }
-        if (at < 0) break;
-        parts.push(bytes.subarray(from, at), REDACTED_BYTES);
-        from = at + length;
+      for (const [start, end] of ranges) {
+        parts.push(bytes.subarray(from, start), REDACTED_BYTES);
+        from = end;
       }
       parts.push(bytes.subarray(from));
       return Buffer.concat(parts);
