@@ -82,6 +82,11 @@ export const errors = {
       EXIT_USAGE,
       { field: 'revision' },
     ),
+  hgSubrepos: () =>
+    new BuildError(
+      'EHGSUBREPO',
+      'the repository uses Mercurial subrepositories (.hgsub), which buildbot never checks out: a subrepository can name any repository the server can reach, another service\'s clone cache included; put that code into the repository itself',
+    ),
   vcs: (what: string, detail: string) => new BuildError('EVCS', `${what} failed: ${detail}; check --repo and --revision, and that the repository is intact on its host`),
 
   missingDockerfile: (revision: string) =>

@@ -7,6 +7,7 @@ import { errors, type BuildError } from '../errors.js';
 export function classifyVcsFailure(output: string, ctx: { repo: string; host: string; knownHostsFile: string; what: string; workDir?: string }): BuildError {
   const text = output.trim();
   if (ctx.workDir && /No space left on device/i.test(text)) return errors.noSpace(ctx.workDir);
+  if (/subrepos not enabled/.test(text)) return errors.hgSubrepos();
   if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/i.test(text)) {
     return errors.hostKeyChanged(ctx.host, ctx.knownHostsFile);
   }

@@ -6,13 +6,21 @@ import { looksLikeCommitId, OUTPUT_TAIL, VcsCommandError, withoutProgress, type 
 // Mercurial names revisions with a query language; only plain names and ids are let through.
 const SAFE_REVISION = /^[A-Za-z0-9._/-]+$/;
 
+/**
+ * No configuration but the clone's own .hg/hgrc (which hg writes, not the repository's author):
+ * no user or system hgrc can turn on hooks or extensions, and output is plain. Subrepositories
+ * are off on every command: a .hgsub line "sub = /path" would have hg update copy any local
+ * repository, another service's clone cache included, into this build and its image.
+ */
+const HG_ENV = { HGRCPATH: '', HGPLAIN: '1' };
+
 export function hgRepository(ctx: VcsContext): Repository {
   // Progress display on (HGPLAINEXCEPT=progress, assume-tty: hg prints none into a pipe
   // otherwise), so that a live transfer shows as bytes to the stall watchdog.
-  const env = { ...ctx.env, HGPLAINEXCEPT: 'progress' };
+  const env = { ...ctx.env, ...HG_ENV, HGPLAINEXCEPT: 'progress' };
   const runOnce = (cwd: string, args: string[], progress: () => void): Promise<string> =>
     new Promise((resolve, reject) => {
-      const child = spawn('hg', ['--noninteractive', '--config', `ui.ssh=${ctx.sshCommand}`, '--config', 'progress.assume-tty=true', ...args], {
+      const child = spawn('hg', ['--noninteractive', '--config', 'subrepos.allowed=false', '--config', `ui.ssh=${ctx.sshCommand}`, '--config', 'progress.assume-tty=true', ...args], {
         cwd, env, signal: ctx.signal, stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stdout = '';
