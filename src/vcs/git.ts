@@ -13,8 +13,10 @@ const STALE_LOCKS = ['index.lock', 'HEAD.lock', 'config.lock', 'packed-refs.lock
 export function gitRepository(ctx: VcsContext): Repository {
   // https credentials travel as an HTTP header set through the environment (readable only by
   // this user and root), never on git's command line, where every user of the machine sees them.
+  // The header is scoped to the repository's URL (http.<url>.extraHeader): git sends it only to
+  // that host and path, not to a host a redirect leads to, nor to any other URL git might reach.
   const authEnv: Record<string, string> = ctx.basicAuth
-    ? { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'http.extraHeader', GIT_CONFIG_VALUE_0: `Authorization: Basic ${ctx.basicAuth}` }
+    ? { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: `http.${ctx.basicAuth.url}.extraHeader`, GIT_CONFIG_VALUE_0: `Authorization: Basic ${ctx.basicAuth.credentials}` }
     : {};
   // simple-git refuses every call once its abort signal fired: one instance per build.
   const gitAt = (baseDir: string): SimpleGit =>

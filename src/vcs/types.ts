@@ -19,8 +19,8 @@ export interface VcsContext {
   sshCommand: string;
   env: Record<string, string>;
   signal: AbortSignal;
-  /** base64 of "user:password" for an https repository. */
-  basicAuth?: string;
+  /** For an https repository with credentials: its URL (without them) and base64 of "user:password". */
+  basicAuth?: { url: string; credentials: string };
   /**
    * Runs one git or hg command under the build's stall watchdog: run calls progress() on every
    * byte the command prints. Without it (tests of the VCS code alone) commands run unwatched.

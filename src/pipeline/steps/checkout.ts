@@ -28,7 +28,7 @@ export const checkoutStep: Step = {
     ctx.cleanups.push(ssh.dispose);
     const host = hostOf(request.repo.url);
     const vcsContext: VcsContext = {
-      sshCommand: ssh.command, env: config.toolEnv, signal: ctx.signal, basicAuth: request.repo.basicAuth,
+      sshCommand: ssh.command, env: config.toolEnv, signal: ctx.signal, basicAuth: request.repo.basicAuth ? { url: request.repo.displayUrl, credentials: request.repo.basicAuth } : undefined,
       guard: (command, run) => ctx.watchdog.guard({
         source: request.repo.vcs,
         doing: `running ${command} for ${request.repo.displayUrl}`,
