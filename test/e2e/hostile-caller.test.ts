@@ -1,13 +1,20 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { quote } from 'shell-quote';
+import ssh2 from 'ssh2';
+import { gitRepository } from '../../src/vcs/git.js';
+import { runCli } from '../helpers/cli.js';
 import { assertNoSecrets, buildArgs, unique } from '../helpers/build.js';
-import { keyPath } from '../helpers/env.js';
+import { keyPath, testEnv } from '../helpers/env.js';
 import { suiteRepos } from '../helpers/fixtures.js';
-import { removeAll, staticSite } from '../helpers/repos.js';
+import { registryTags } from '../helpers/registry.js';
+import { HgRepo, removeAll, staticSite } from '../helpers/repos.js';
 import { ssh, startServer, type ServerProcess } from '../helpers/server.js';
 
 /** The command line a CI script would send: the words quoted for the server's shell-style split. */
@@ -104,5 +111,195 @@ describe('a caller\'s usage errors echo no secret', () => {
     assert.equal(res.code, 2);
     assert.match(res.stderr, /^error: --repo "https:\/\/\*\*\*@git\.example\.com\/r" is not a valid URL/m);
     assert.ok(!res.stderr.includes('Ab3') && !server.log().includes('Ab3'), res.stderr);
+  });
+});
+
+/** Runs a command over SSH with ssh2's client, which reports stdout and stderr packets in the order they arrive. */
+function sshInOrder(port: number, command: string): Promise<{ code: number | undefined; events: Array<['O' | 'E', string]> }> {
+  return new Promise((resolve, reject) => {
+    const events: Array<['O' | 'E', string]> = [];
+    const conn = new ssh2.Client();
+    conn.on('error', reject);
+    conn.on('ready', () => conn.exec(command, (err, stream) => {
+      if (err) return reject(err);
+      let code: number | undefined;
+      stream.on('data', (d: Buffer) => events.push(['O', d.toString()]));
+      stream.stderr.on('data', (d: Buffer) => events.push(['E', d.toString()]));
+      stream.on('exit', (c: number) => (code = c));
+      stream.on('close', () => {
+        conn.end();
+        resolve({ code, events });
+      });
+    }));
+    conn.connect({ host: '127.0.0.1', port, username: 'root', privateKey: readFileSync(keyPath('client_ed25519')) });
+  });
+}
+
+/** The merged output as one string, each change of stream marked: the order in which the bytes arrived. */
+const mergedOrder = (events: Array<['O' | 'E', string]>) => events.map(([s, t], i) => (i && events[i - 1][0] === s ? t : `<${s}>${t}`)).join('');
+
+describe('a build cannot learn a secret from the order of its output', () => {
+  const repoWith = suiteRepos();
+  let server: ServerProcess;
+  before(async () => {
+    server = await startServer();
+  });
+  after(async () => {
+    await server.stop();
+    removeAll(server.workDir);
+  });
+
+  it('a true and a false prefix of the registry password give the same merged order of stdout and stderr', async () => {
+    const password = testEnv().registryPassword;
+    const truePrefix = password.slice(0, 8);
+    const falsePrefix = `${password.slice(0, 7)}${password[7] === 'x' ? 'y' : 'x'}`;
+    const orders: string[] = [];
+    for (const guess of [truePrefix, falsePrefix]) {
+      // The attack: a guess on stdout, a marker on stderr; a held guess used to let the marker pass it.
+      const repo = repoWith('oracle', staticSite({
+        buildExtra: [
+          // The pauses only keep the engine from reordering its two pipes; the server must not.
+          'sleep 0.2',
+          'echo BEGIN',
+          'for i in 1 2 3 4 5; do',
+          `  printf '%s' '${guess}'`,
+          '  sleep 0.1',
+          '  echo "marker $i" >&2',
+          '  sleep 0.1',
+          "  printf ' \\n'",
+          'done',
+          'echo END',
+        ].join('\n'),
+      }));
+      const image = unique('oracle');
+      const res = await sshInOrder(server.port, quote(['buildbot.sh', ...buildArgs({ service: image, repo: repo.url, revision: 'main', image })]));
+      assert.equal(res.code, 0, mergedOrder(res.events));
+      const merged = mergedOrder(res.events);
+      assertNoSecrets(merged);
+      const segment = /BEGIN\n([\s\S]*)END\n/.exec(merged)?.[1];
+      assert.ok(segment, merged);
+      orders.push(segment.replaceAll(guess, 'GUESS'));
+    }
+    assert.match(orders[1], /^GUESS<E>marker 1\n<O> \nGUESS<E>marker 2\n/, 'the false prefix arrives in the order it was written');
+    assert.equal(orders[0], orders[1], 'the order does not depend on whether the guess begins a secret');
+  });
+});
+
+describe('Mercurial subrepositories are never checked out', () => {
+  let work = '';
+  before(() => {
+    work = mkdtempSync(path.join(os.tmpdir(), 'buildbot-hgsub-'));
+  });
+  after(() => removeAll(work));
+
+  it('a .hgsub naming another service\'s clone cache fails clearly and copies nothing of it', async () => {
+    // Service B: a Mercurial repository with a file that service A must never see.
+    const secretLine = `sources of service b ${unique('x')}`;
+    const b = new HgRepo(unique('hgsub-b'));
+    const bCommit = b.commit({ ...staticSite(), 'private.txt': `${secretLine}\n` });
+    const bImage = unique('hgsub-b');
+    const built = await runCli(buildArgs({ service: bImage, repo: b.url, revision: bCommit, image: bImage, extra: ['--vcs', 'hg'] }), work);
+    assert.equal(built.code, 0, built.stderr);
+    const bCache = path.join(work, 'cache', bImage);
+    assert.ok(existsSync(path.join(bCache, 'private.txt')));
+
+    // Service A: its .hgsub points at B's clone cache on the build server.
+    const a = new HgRepo(unique('hgsub-a'));
+    const aCommit = a.commit({
+      ...staticSite({ buildExtra: 'cat sub/private.txt || true; ls -R sub || true' }),
+      '.hgsub': `sub = ${bCache}\n`,
+      '.hgsubstate': `${bCommit} sub\n`,
+    });
+    const aImage = unique('hgsub-a');
+    const res = await runCli(buildArgs({ service: aImage, repo: a.url, revision: aCommit, image: aImage, extra: ['--vcs', 'hg'] }), work);
+    assert.equal(res.code, 1, res.stdout + res.stderr);
+    assert.match(res.stderr, /^error: the repository uses Mercurial subrepositories \(\.hgsub\), which buildbot never checks out/m);
+    assert.ok(!(res.stdout + res.stderr).includes(secretLine), 'B\'s sources are not in A\'s output');
+    assert.ok(!existsSync(path.join(work, 'cache', aImage, 'sub', 'private.txt')), 'nor in A\'s checkout');
+    assert.deepEqual(await registryTags(aImage), [], 'and nothing was pushed');
+  });
+});
+
+describe('git sends https credentials only to the repository\'s URL', () => {
+  it('a redirect to another host does not carry the Authorization header', async () => {
+    const seen: Array<{ host: string; path: string; auth?: string }> = [];
+    const server = http.createServer((req, res) => {
+      seen.push({ host: req.headers.host ?? '', path: req.url ?? '', auth: req.headers.authorization });
+      if (req.headers.host?.startsWith('127.0.0.1')) {
+        res.writeHead(302, { Location: `http://localhost:${(server.address() as AddressInfo).port}/elsewhere${req.url}` });
+      } else {
+        res.writeHead(404);
+      }
+      res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const url = `http://127.0.0.1:${port}/org/repo.git`;
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'buildbot-header-'));
+    try {
+      const repo = gitRepository({
+        sshCommand: 'ssh', signal: new AbortController().signal,
+        env: { PATH: process.env.PATH ?? '', HOME: dir, GIT_TERMINAL_PROMPT: '0' },
+        basicAuth: { url, credentials: Buffer.from('bot:header-secret').toString('base64') },
+      });
+      await repo.clone(url, path.join(dir, 'clone')).catch(() => undefined);
+    } finally {
+      server.close();
+      removeAll(dir);
+    }
+    const first = seen.find((r) => r.host.startsWith('127.0.0.1'));
+    const redirected = seen.find((r) => r.host.startsWith('localhost'));
+    assert.ok(first && redirected, JSON.stringify(seen));
+    assert.equal(first.auth, `Basic ${Buffer.from('bot:header-secret').toString('base64')}`, 'the repository\'s URL gets the header');
+    assert.equal(redirected.auth, undefined, 'the host a redirect leads to does not');
+  });
+});
+
+describe('what an unauthenticated client can make the server do', () => {
+  let server: ServerProcess;
+  let keys = '';
+  before(async () => {
+    server = await startServer();
+    keys = mkdtempSync(path.join(os.tmpdir(), 'buildbot-keys-'));
+    for (let i = 0; i < 8; i++) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(keys, `k${i}`)]);
+  });
+  after(async () => {
+    await server.stop();
+    removeAll(server.workDir, keys);
+  });
+
+  it('offers no Diffie-Hellman group exchange: only curve25519 and ECDH', async () => {
+    for (const kex of ['diffie-hellman-group-exchange-sha256', 'diffie-hellman-group16-sha512', 'diffie-hellman-group14-sha256']) {
+      const res = await ssh(server, ['buildbot.sh', '--help'], { extra: ['-o', `KexAlgorithms=${kex}`] });
+      assert.equal(res.code, 255, kex);
+    }
+    // The client is run quiet (LogLevel=ERROR); the server says why each handshake failed.
+    assert.equal(server.log().match(/connection-error addr=\S+ error="Handshake failed: no matching key exchange algorithm"/g)?.length, 3, server.log());
+    for (const kex of ['curve25519-sha256', 'ecdh-sha2-nistp256']) {
+      const res = await ssh(server, ['buildbot.sh', '--help'], { extra: ['-o', `KexAlgorithms=${kex}`] });
+      assert.equal(res.code, 0, `${kex}: ${res.stderr}`);
+    }
+  });
+
+  it('disconnects a client after 6 failed authentication attempts', async () => {
+    // Nine keys, none of them the authorized one.
+    const identities = Array.from({ length: 8 }, (_, i) => ['-i', path.join(keys, `k${i}`)]).flat();
+    const res = await ssh(server, ['buildbot.sh', '--help'], { key: 'stranger_ed25519', extra: [...identities, '-v'] });
+    assert.equal(res.code, 255);
+    // The client may offer one more key before it reads the disconnect that follows the sixth refusal.
+    const offered = res.stderr.match(/Offering public key/g)?.length ?? 0;
+    assert.ok(offered >= 6 && offered <= 7, `the client got to offer ${offered} of 9 keys:\n${res.stderr}`);
+    assert.match(res.stderr, /Received disconnect|Disconnected from|Connection closed/);
+    await server.waitForLog(/ auth-too-many addr=127\.0\.0\.1:\d+ attempts=6$/m);
+  });
+
+  it('logs at most 64 characters of a user name', async () => {
+    const name = 'u'.repeat(2000);
+    const res = await ssh(server, ['buildbot.sh', '--help'], { key: 'stranger_ed25519', extra: ['-l', name] });
+    assert.equal(res.code, 255);
+    await server.waitForLog(/auth-refused .*user=/);
+    const users = [...server.log().matchAll(/ user=("?)(u+)…?\1 /g)].map((m) => m[2].length);
+    assert.ok(users.length > 0, server.log());
+    assert.ok(users.every((n) => n === 64), `logged user name lengths: ${users.join(', ')}`);
   });
 });
