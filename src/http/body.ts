@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { BuildError, errors, fieldOf, isBuildError } from '../errors.js';
 import { createRedactor } from '../io/redact.js';
 import { parseBuildCommand } from '../request/parse.js';
+import { secretsInRawArguments } from '../request/raw-secrets.js';
 import type { BuildRequest } from '../request/types.js';
 
 /** A JSON build request is a few KB (a deploy key is the largest field). */
@@ -72,9 +73,14 @@ export async function requestFromJson(body: unknown): Promise<BuildRequest> {
       }
     }
   }
+  // The same reading of the raw arguments as for SSH and the local command (src/request/raw-secrets.ts):
+  // it also finds credentials that the URL parser refuses (a "/" in a password).
+  const rawSecrets = secretsInRawArguments(argv);
+  secrets.push(...rawSecrets);
   try {
     const parsed = await parseBuildCommand(argv, {});
     if (parsed.kind !== 'build') throw errors.usage('unexpected help request');
+    parsed.request.secrets.push(...rawSecrets);
     return parsed.request;
   } catch (err) {
     if (!isBuildError(err)) throw err;

@@ -215,6 +215,10 @@ export class RedactingStream extends EventEmitter implements BatchingSink {
     return this.lastWritten === 'text';
   }
 
+  get writableEnded(): boolean {
+    return this.ended;
+  }
+
   get writableFinished(): boolean {
     return this.ended && !this.merger.isBlocked;
   }
