@@ -53,6 +53,8 @@ const MAX_WAITING_PIECES = 1024;
 class OrderedRedaction {
   /** Pieces not sent yet, in the order they were written. Open pieces of a stream are its last ones. */
   private queue: Piece[] = [];
+  /** Bytes in the queue. */
+  private queued = 0;
   private corked = 0;
   private readonly blocked = new Set<Sink>();
   private drainWaiters: Array<() => void> = [];
@@ -73,12 +75,23 @@ class OrderedRedaction {
       const keep = this.redactor.unsafeTailLength(bytes);
       if (keep < bytes.length) this.send(to, this.redactor.redactBytes(keep ? bytes.subarray(0, bytes.length - keep) : bytes));
       // A copy, so the held bytes do not pin the whole chunk they came in.
-      if (keep) this.queue.push({ to, bytes: Buffer.from(bytes.subarray(bytes.length - keep)), open: true });
+      if (keep) {
+        this.queue.push({ to, bytes: Buffer.from(bytes.subarray(bytes.length - keep)), open: true });
+        this.queued = keep;
+      }
       return;
     }
     this.queue.push({ to, bytes, open: true });
+    this.queued += bytes.length;
     this.decide(to, false);
-    if (this.queue.length > MAX_WAITING_PIECES || this.waitingBytes() > MAX_WAITING_BYTES) {
+    this.settle();
+  }
+
+  /** Sends what can go; past the bounds, the held tails are let go first. */
+  private settle(): void {
+    // While corked the queue only gathers one engine read, whatever its bounds.
+    if (this.corked) return;
+    if (this.queue.length > MAX_WAITING_PIECES || this.queued > MAX_WAITING_BYTES) {
       this.decide(0, true);
       this.decide(1, true);
     }
@@ -88,7 +101,7 @@ class OrderedRedaction {
   /** No more bytes on this stream: what it holds is decided as it is. */
   end(to: StreamIndex): void {
     this.decide(to, true);
-    this.flush();
+    this.settle();
   }
 
   cork(): void {
@@ -96,7 +109,7 @@ class OrderedRedaction {
   }
 
   uncork(): void {
-    if (this.corked > 0 && --this.corked === 0) this.flush();
+    if (this.corked > 0 && --this.corked === 0) this.settle();
   }
 
   /** Runs fn once no target is full (at once when none is). */
@@ -105,23 +118,23 @@ class OrderedRedaction {
     else fn();
   }
 
-  private waitingBytes(): number {
-    let n = 0;
-    for (const piece of this.queue) n += piece.bytes.length;
-    return n;
-  }
-
   /**
    * Redacts the open pieces of one stream as one run of bytes: what can no longer be the start
    * of a secret is decided (a secret becomes *** in the piece where it began, and is cut out of
    * the pieces it spans), the rest stays open where it was written.
    */
   private decide(to: StreamIndex, final: boolean): void {
+    // The open pieces of a stream are its last ones: found from the end, usually at once.
     const open: number[] = [];
-    this.queue.forEach((piece, i) => {
-      if (piece.to === to && piece.open) open.push(i);
-    });
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const piece = this.queue[i];
+      if (piece.to !== to) continue;
+      if (!piece.open) break;
+      open.push(i);
+    }
     if (!open.length) return;
+    if (open.length === 1) return this.decideOne(open[0], final);
+    open.reverse();
     const run = open.length === 1 ? this.queue[open[0]].bytes : Buffer.concat(open.map((i) => this.queue[i].bytes));
     const cut = final ? run.length : run.length - this.redactor.unsafeTailLength(run);
     const bounds = [0];
@@ -147,17 +160,32 @@ class OrderedRedaction {
     }
     literal(pos, cut);
 
-    const rebuilt: Piece[] = [];
-    let next = 0;
-    this.queue.forEach((piece, i) => {
-      if (i !== open[next]) return rebuilt.push(piece);
-      const parts = decided[next];
-      if (parts.length) rebuilt.push({ to, bytes: parts.length === 1 ? parts[0] : Buffer.concat(parts), open: false });
-      const from = Math.max(bounds[next], cut);
-      if (from < bounds[next + 1]) rebuilt.push({ to, bytes: Buffer.from(run.subarray(from, bounds[next + 1])), open: true });
-      next++;
-    });
-    this.queue = rebuilt;
+    // Replaced in place, the last first so that the earlier indexes hold; the last piece, usually
+    // the only one, is replaced without moving the rest of the queue.
+    for (let n = open.length - 1; n >= 0; n--) {
+      const replacement: Piece[] = [];
+      const parts = decided[n];
+      if (parts.length) replacement.push({ to, bytes: parts.length === 1 ? parts[0] : Buffer.concat(parts), open: false });
+      const from = Math.max(bounds[n], cut);
+      if (from < bounds[n + 1]) replacement.push({ to, bytes: Buffer.from(run.subarray(from, bounds[n + 1])), open: true });
+      for (const piece of replacement) this.queued += piece.bytes.length;
+      this.queued -= this.queue[open[n]].bytes.length;
+      if (replacement.length === 1) this.queue[open[n]] = replacement[0];
+      else this.queue.splice(open[n], 1, ...replacement);
+    }
+  }
+
+  /** decide() for the usual case of one open piece, without the bookkeeping of a run across pieces. */
+  private decideOne(at: number, final: boolean): void {
+    const piece = this.queue[at];
+    const cut = final ? piece.bytes.length : piece.bytes.length - this.redactor.unsafeTailLength(piece.bytes);
+    const replacement: Piece[] = [];
+    if (cut > 0) replacement.push({ to: piece.to, bytes: this.redactor.redactBytes(piece.bytes.subarray(0, cut)), open: false });
+    if (cut < piece.bytes.length) replacement.push({ to: piece.to, bytes: Buffer.from(piece.bytes.subarray(cut)), open: true });
+    this.queued -= piece.bytes.length;
+    for (const p of replacement) this.queued += p.bytes.length;
+    if (replacement.length === 1) this.queue[at] = replacement[0];
+    else this.queue.splice(at, 1, ...replacement);
   }
 
   /** Sends the decided pieces at the front, each run of one stream as one write. */
@@ -169,10 +197,12 @@ class OrderedRedaction {
       let end = sent;
       while (end < this.queue.length && !this.queue[end].open && this.queue[end].to === to) end++;
       const run = this.queue.slice(sent, end).map((p) => p.bytes);
-      this.send(to, run.length === 1 ? run[0] : Buffer.concat(run));
+      const bytes = run.length === 1 ? run[0] : Buffer.concat(run);
+      this.queued -= bytes.length;
+      this.send(to, bytes);
       sent = end;
     }
-    if (sent) this.queue = this.queue.slice(sent);
+    if (sent) this.queue = sent === this.queue.length ? [] : this.queue.slice(sent);
   }
 
   private send(to: StreamIndex, bytes: Buffer): void {
