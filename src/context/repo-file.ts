@@ -24,7 +24,8 @@ function kindOf(stat: { isSymbolicLink(): boolean; isDirectory(): boolean; isFIF
   return 'not a regular file';
 }
 
-async function lstatOrUndefined(file: string) {
+/** lstat, or undefined when nothing is there. */
+export async function lstatOrUndefined(file: string) {
   try {
     return await lstat(file);
   } catch (err) {

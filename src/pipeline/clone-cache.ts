@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readdir, rename } from 'node:fs/promises';
+import { mkdir, readdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { errors } from '../errors.js';
 import { isServiceId } from '../request/validate.js';
 import type { ServerLog } from './context.js';
+import { lstatOrUndefined } from '../context/repo-file.js';
 
 /**
  * The clone caches live in a directory of their own, <work-dir>/cache/<service_id>, so that no
@@ -17,15 +18,6 @@ export const CACHE_DIR = 'cache';
 
 export const cloneCacheRoot = (workDir: string) => path.join(workDir, CACHE_DIR);
 export const cloneCacheDir = (workDir: string, serviceId: string) => path.join(cloneCacheRoot(workDir), serviceId);
-
-async function lstatOrUndefined(file: string) {
-  try {
-    return await lstat(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
 
 /** Creates the cache root; refuses one that is not a real directory (a link would send every clone elsewhere). */
 export async function ensureCacheRoot(workDir: string): Promise<string> {
