@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import ssh2 from 'ssh2';
+import { generateEd25519KeyPair } from '../../src/server/host-key.js';
 import { parseServerArgs } from '../../src/server/config.js';
 
-const key = ssh2.utils.generateKeyPairSync('ed25519').public;
+const key = generateEd25519KeyPair().public;
 
 async function serve(argv: string[], env: Record<string, string> = {}) {
   const parsed = await parseServerArgs(['--authorized-key', key, ...argv], env);

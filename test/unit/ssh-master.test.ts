@@ -3,13 +3,13 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import ssh2 from 'ssh2';
+import { generateEd25519KeyPair } from '../../src/server/host-key.js';
 import { keyIdentity, sharingOptions } from '../../src/vcs/ssh-master.js';
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'mux-'));
 after(() => rmSync(work, { recursive: true, force: true }));
-const keyA = ssh2.utils.generateKeyPairSync('ed25519').private;
-const keyB = ssh2.utils.generateKeyPairSync('ed25519').private;
+const keyA = generateEd25519KeyPair().private;
+const keyB = generateEd25519KeyPair().private;
 const pins = path.join(work, 'known_hosts');
 writeFileSync(pins, '[git.example]:22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyHostKeyHostKeyHostKeyHostKeyHostKey\n');
 const controlDir = (opts: string[]) => path.dirname(opts.find((o) => o.startsWith('ControlPath='))!.slice('ControlPath='.length));
