@@ -20,6 +20,8 @@ export interface Config {
   toolEnv: Record<string, string>;
   /** BUILDBOT_TRACE=1: log where each build's time goes, per step (engine, git, own CPU). */
   trace: boolean;
+  /** BUILDBOT_TRACE=calls: the same, and every engine request and git run of the build with its time. */
+  traceCalls: boolean;
   /**
    * Seconds an idle SSH connection to a git host stays open for the next build with the same
    * key (src/vcs/ssh-master.ts); 0: none. Only the server sets it: a one-shot buildbot.sh would
@@ -61,7 +63,8 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
       memory: overrides.buildMemory?.setting ?? 'BUILDBOT_BUILD_MEMORY',
       pids: overrides.buildPids?.setting ?? 'BUILDBOT_BUILD_PIDS',
     }),
-    trace: env.BUILDBOT_TRACE === '1',
+    trace: env.BUILDBOT_TRACE === '1' || env.BUILDBOT_TRACE === 'calls',
+    traceCalls: env.BUILDBOT_TRACE === 'calls',
     gitSshPersistSeconds: 0,
     stallTimeoutMs: 1000 * timeoutSeconds(overrides.stallTimeout, env.BUILDBOT_STALL_TIMEOUT, '--stall-timeout', 'BUILDBOT_STALL_TIMEOUT', TIMEOUT_DEFAULTS.stallSeconds),
     buildTimeoutMs: 1000 * timeoutSeconds(overrides.buildTimeout, env.BUILDBOT_BUILD_TIMEOUT, '--build-timeout', 'BUILDBOT_BUILD_TIMEOUT', TIMEOUT_DEFAULTS.buildSeconds),

@@ -29,7 +29,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   process.once('SIGTERM', cancel);
   process.once('SIGHUP', cancel);
   const log = (event: string, fields: Record<string, unknown> = {}) => {
-    if (event === 'build-internal-error' || event === 'cleanup-failed' || event === 'cleanup-gave-up' || event === 'build-trace') process.stderr.write(`buildbot: ${event} ${JSON.stringify(fields)}\n`);
+    if (event === 'build-internal-error' || event === 'cleanup-failed' || event === 'cleanup-gave-up' || event === 'build-trace' || event === 'build-trace-call') process.stderr.write(`buildbot: ${event} ${JSON.stringify(fields)}\n`);
   };
   // The same build service as the server's, for one build: the file lock in the checkout step
   // still makes it wait for a build of its service that runs beside it.

@@ -108,6 +108,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
     services?.running?.delete(buildId);
   }
   for (const timing of ctx.trace?.timings() ?? []) log('build-trace', { build: buildId, ...timing });
+  if (config.traceCalls) for (const call of ctx.trace?.calls() ?? []) log('build-trace-call', { build: buildId, ...call });
   log('build-end', { build: buildId, service: request.serviceId, exit: exitCode, duration_ms: Date.now() - ctx.startedAt });
   if (exitCode !== EXIT_OK) ctx.out.line(`${elapsed(ctx)} | # failed with exit code ${exitCode}`);
   await ctx.out.close();

@@ -7,6 +7,17 @@ export type WaitKind = 'engine' | 'git';
 interface Interval {
   start: number;
   end: number;
+  /** What was waited on: an engine request (method and path) or a git command. */
+  what?: string;
+}
+
+/** One engine request or git run of a build (BUILDBOT_TRACE=calls). */
+export interface CallTiming {
+  kind: WaitKind;
+  what: string;
+  /** When it started, from the build's start. */
+  at_ms: number;
+  ms: number;
 }
 
 export interface StepTiming {
@@ -32,8 +43,15 @@ export class BuildTrace {
   private readonly origin = performance.now();
   private readonly cpuOrigin = process.cpuUsage();
 
-  wait(kind: WaitKind, start: number, end: number): void {
-    this.waits[kind].push({ start, end });
+  wait(kind: WaitKind, start: number, end: number, what?: string): void {
+    this.waits[kind].push({ start, end, what });
+  }
+
+  /** Every engine request and git run, in the order they started. */
+  calls(): CallTiming[] {
+    return (['engine', 'git'] as const)
+      .flatMap((kind) => this.waits[kind].map((i) => ({ kind, what: i.what ?? '', at_ms: Math.round(i.start - this.origin), ms: Math.round(i.end - i.start) })))
+      .sort((a, b) => a.at_ms - b.at_ms);
   }
 
   /** Times one step; returns what ends it. */
@@ -87,14 +105,14 @@ export function withTrace<T>(trace: BuildTrace | undefined, fn: () => T): T {
 }
 
 /** Counts fn as waiting of the given kind for the build it runs in (if that build is traced). */
-export async function traced<T>(kind: WaitKind, fn: () => Promise<T>): Promise<T> {
+export async function traced<T>(kind: WaitKind, fn: () => Promise<T>, what?: string): Promise<T> {
   const trace = current.getStore();
   if (!trace) return fn();
   const start = performance.now();
   try {
     return await fn();
   } finally {
-    trace.wait(kind, start, performance.now());
+    trace.wait(kind, start, performance.now(), what);
   }
 }
 
@@ -116,18 +134,21 @@ export function traceEngine(docker: Docker): void {
     const trace = current.getStore();
     if (!trace) return dial(options, callback);
     const start = performance.now();
+    // The path without its query (which may carry a registry's credentials) nor a long id.
+    const { method, path } = options as { method?: string; path?: string };
+    const what = `${method ?? 'GET'} ${(path ?? '').split('?')[0].replace(/[0-9a-f]{64}/g, (id) => id.slice(0, 12))}`;
     return dial(options, (err, data) => {
       const stream = data as NodeJS.EventEmitter & { pipe?: unknown };
       if (!err && stream && typeof stream.once === 'function' && typeof stream.pipe === 'function') {
         let open = true;
         const end = () => {
-          if (open) trace.wait('engine', start, performance.now());
+          if (open) trace.wait('engine', start, performance.now(), what);
           open = false;
         };
         // Not 'error': a listener for it would keep an unhandled stream error from surfacing. A stream closes after an error anyway.
         for (const event of ['end', 'close']) stream.once(event, end);
       } else {
-        trace.wait('engine', start, performance.now());
+        trace.wait('engine', start, performance.now(), what);
       }
       callback(err, data);
     });

@@ -33,7 +33,7 @@ export function gitRepository(ctx: VcsContext): Repository {
     traced('git', () => gitAt(dir).outputHandler((_command, stdout, stderr) => {
       stdout.on('data', progress);
       stderr.on('data', progress);
-    }).raw(args));
+    }).raw(args), `git ${args[0]}`);
   const run = async (dir: string, args: string[]): Promise<string> => {
     try {
       return await (ctx.guard ? ctx.guard(`git ${args[0]}`, (progress) => runOnce(dir, args, progress)) : runOnce(dir, args, () => {}));

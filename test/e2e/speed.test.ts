@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { quote } from 'shell-quote';
 import { assertNoSecrets, buildArgs, headers, unique } from '../helpers/build.js';
 import { runCli } from '../helpers/cli.js';
-import { keyBase64, loginCmd } from '../helpers/env.js';
+import { keyBase64, loginCmd, testEnv } from '../helpers/env.js';
 import { buildContainers } from '../helpers/docker.js';
 import { suiteRepos, suiteWorkDir } from '../helpers/fixtures.js';
 import { removeAll, staticSite } from '../helpers/repos.js';
@@ -49,6 +49,20 @@ describe('speed: where the time goes, and the shortcuts that save it', () => {
     }
     assert.ok(by.total.wall_ms >= by.total.engine_ms + by.total.git_ms - 1, 'the steps here never wait on both at once');
     assertNoSecrets(traced.stderr);
+
+    assert.doesNotMatch(traced.stderr, /build-trace-call/, 'calls only when asked for');
+
+    const calls = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, tags: ['3'] }), work(), { BUILDBOT_TRACE: 'calls' });
+    assert.equal(calls.code, 0, calls.stderr);
+    const lines = [...calls.stderr.matchAll(/^buildbot: build-trace-call (\{.*\})$/gm)].map((m) => JSON.parse(m[1]) as { kind: string; what: string; at_ms: number; ms: number });
+    const whats = lines.map((l) => l.what);
+    for (const what of ['GET /_ping', 'git rev-parse', 'POST /containers/create', 'POST /build', `POST /images/${testEnv().registry}/${image}/push`]) {
+      assert.ok(whats.includes(what), `${what} in ${whats.join(', ')}`);
+    }
+    assert.ok(lines.every((l, i) => l.ms >= 0 && (i === 0 || l.at_ms >= lines[i - 1].at_ms)), 'in the order they started');
+    assert.ok(whats.every((w) => !w.includes('?') && !/[0-9a-f]{13}/.test(w)), `no query, ids cut: ${whats.join(', ')}`);
+    assert.equal([...calls.stderr.matchAll(TRACE_LINE)].length, rows.length, 'and the step lines');
+    assertNoSecrets(calls.stderr);
 
     const plain = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, tags: ['2'] }), work());
     assert.equal(plain.code, 0, plain.stderr);
