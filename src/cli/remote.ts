@@ -1,5 +1,8 @@
+import http from 'node:http';
+import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EXIT_CANCELLED, EXIT_USAGE } from '../errors.js';
+import { SECRET_ENV } from '../request/secret-env.js';
 import type { BuildRecord } from '../service/types.js';
 
 /** Like ssh: the server could not be reached, or refused us. */
@@ -12,19 +15,6 @@ const CANCEL_WAIT_MS = 30_000;
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-/**
- * The variables that may carry a local run's secrets (SECRET_ENV in request/parse.ts, which a
- * unit test holds equal): named here so that the remote client does not load the parser and
- * yargs, which cost it a third of a second of CPU at every start.
- */
-export const REMOTE_SECRET_ENV = {
-  repoAuthKey: 'BUILDBOT_REPO_AUTH_KEY',
-  loginCmd: 'BUILDBOT_DOCKER_LOGIN_CMD',
-  loginCache: 'BUILDBOT_DOCKER_LOGIN_CACHE',
-  registryUser: 'BUILDBOT_REGISTRY_USERNAME',
-  registryPassword: 'BUILDBOT_REGISTRY_PASSWORD',
-} as const;
-const SECRET_ENV = REMOTE_SECRET_ENV;
 
 /**
  * `buildbot.sh --server URL …the same flags…`: the build runs on a server, over its HTTP API.
@@ -64,34 +54,40 @@ export async function remoteMain(argv: readonly string[], env: Env): Promise<num
   }
 }
 
+/** An answer of the server: its status and headers, and its body as it comes. */
+type Answer = http.IncomingMessage;
+
 class RemoteBuild {
   private id?: string;
   private lastSeq = 0;
   private exitCode?: number;
+  /** An exit record without a code: the build was abandoned (its server died while it ran). */
+  private abandoned = false;
   private interrupted = 0;
   private readonly stop = new AbortController();
 
   constructor(private readonly api: (path: string) => URL, private readonly headers: Record<string, string>) {}
 
   async run(body: Record<string, unknown>): Promise<number> {
-    let response: Response;
+    let response: Answer;
     try {
-      response = await fetch(this.api('/api/v1/builds?follow=1'), { method: 'POST', headers: this.headers, body: JSON.stringify(body), signal: this.stop.signal });
+      response = await this.request('POST', '/api/v1/builds?follow=1', JSON.stringify(body), this.stop.signal);
     } catch (err) {
       if (this.interrupted) return EXIT_CANCELLED;
       return unreachable(`cannot reach the server at ${this.api('/').origin}: ${reason(err)}`);
     }
-    if (response.status !== 200) return this.refused(response);
-    this.id = response.headers.get('x-build-id') ?? undefined;
+    if (response.statusCode !== 200) return this.refused(response);
+    const id = response.headers['x-build-id'];
+    this.id = typeof id === 'string' ? id : undefined;
     if (this.interrupted) void this.cancel();
     await this.read(response);
-    for (let attempt = 1; this.exitCode === undefined && this.id; attempt++) {
-      if (this.interrupted > 1 || attempt > RESUME_TRIES) break;
+    for (let attempt = 1; this.exitCode === undefined && !this.abandoned && this.id; attempt++) {
+      if (this.interrupted > 1 || this.stop.signal.aborted || attempt > RESUME_TRIES) break;
       // The stream dropped before the exit record: the build goes on on the server; resume.
       await sleep(Math.min(250 * 2 ** attempt, 5_000));
       try {
-        const resumed = await fetch(this.api(`/api/v1/builds/${this.id}/events?after=${this.lastSeq}`), { headers: this.headers, signal: this.stop.signal });
-        if (resumed.status !== 200) return this.refused(resumed);
+        const resumed = await this.request('GET', `/api/v1/builds/${this.id}/events?after=${this.lastSeq}`, undefined, this.stop.signal);
+        if (resumed.statusCode !== 200) return this.refused(resumed);
         attempt = 0;
         await this.read(resumed);
       } catch (err) {
@@ -100,6 +96,7 @@ class RemoteBuild {
       }
     }
     if (this.exitCode !== undefined) return this.exitCode;
+    if (this.abandoned) return unreachable(`build ${this.id} was abandoned: the server stopped while it ran`);
     if (this.interrupted) return EXIT_CANCELLED;
     return unreachable(`lost the server while following build ${this.id ?? '(no id)'}; it may still run there`);
   }
@@ -114,61 +111,128 @@ class RemoteBuild {
 
   private async cancel(): Promise<void> {
     try {
-      await fetch(this.api(`/api/v1/builds/${this.id}/cancel`), { method: 'POST', headers: this.headers, signal: AbortSignal.timeout(10_000) });
+      (await this.request('POST', `/api/v1/builds/${this.id}/cancel`, undefined, AbortSignal.timeout(10_000))).resume();
     } catch (err) {
       process.stderr.write(`buildbot: could not ask the server to cancel build ${this.id}: ${reason(err)}\n`);
     }
   }
 
-  /** Reads NDJSON records until the stream ends; output goes out as it comes. */
-  private async read(response: Response): Promise<void> {
-    if (!response.body) return;
-    const decoder = new TextDecoder();
-    let pending = '';
-    try {
-      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-        pending += decoder.decode(chunk, { stream: true });
-        let start = 0;
-        let newline: number;
-        // Lines are cut out by position: slicing off the rest after each line copied it again.
-        while ((newline = pending.indexOf('\n', start)) >= 0) {
-          const line = pending.slice(start, newline);
-          start = newline + 1;
-          if (line.trim()) await this.show(JSON.parse(line) as BuildRecord);
-        }
-        pending = pending.slice(start);
-      }
-    } catch {
-      // A dropped connection: run() resumes after the last record.
-    }
+  /**
+   * One request with node:http (fetch's web streams cost this client four times ssh's CPU per
+   * MB: BENCHMARKS.md, row 8). Resolves with the answer once its headers are in.
+   */
+  private request(method: string, path: string, body: string | undefined, signal: AbortSignal): Promise<Answer> {
+    const url = this.api(path);
+    const send = url.protocol === 'https:' ? https.request : http.request;
+    return new Promise((resolve, reject) => {
+      const req = send(url, { method, headers: this.headers, signal }, resolve);
+      req.on('error', reject);
+      req.end(body);
+    });
   }
 
-  private async show(record: BuildRecord): Promise<void> {
+  /**
+   * Reads NDJSON records until the stream ends; output goes out as it comes. Lines are found in
+   * the bytes, and only a whole line is decoded and parsed: no text is kept across reads.
+   */
+  private read(response: Answer): Promise<void> {
+    return new Promise((resolve) => {
+      let pieces: Buffer[] = [];
+      const done = () => {
+        response.off('data', onData);
+        resolve();
+      };
+      const onData = (chunk: Buffer) => {
+        let start = 0;
+        let newline: number;
+        try {
+          while ((newline = chunk.indexOf(10, start)) >= 0) {
+            let line = chunk.subarray(start, newline);
+            if (pieces.length) {
+              line = Buffer.concat([...pieces, line]);
+              pieces = [];
+            }
+            start = newline + 1;
+            // Blank lines are the server's heartbeats.
+            if (!blank(line)) this.show(JSON.parse(line.toString('utf8')) as BuildRecord);
+          }
+        } catch {
+          // Not our records: treated as a dropped stream (run() resumes after the last record).
+          response.destroy();
+          return done();
+        }
+        if (start < chunk.length) pieces.push(start ? chunk.subarray(start) : chunk);
+        // A terminal or pipe that does not keep up holds the stream (and so the server's build).
+        const full = (['stdout', 'stderr'] as const).filter((name) => this.full[name]);
+        if (full.length) {
+          response.pause();
+          for (const name of full) {
+            process[name].once('drain', () => {
+              this.full[name] = false;
+              if (!this.full.stdout && !this.full.stderr) response.resume();
+            });
+          }
+        }
+      };
+      response.on('data', onData);
+      // A dropped connection ends the same way: run() resumes after the last record.
+      response.once('end', done);
+      response.once('close', done);
+      response.once('error', done);
+    });
+  }
+
+  private readonly full = { stdout: false, stderr: false };
+
+  private out(stream: 'stdout' | 'stderr', text: string): void {
+    if (!process[stream].write(text)) this.full[stream] = true;
+  }
+
+  private show(record: BuildRecord): void {
     if (record.seq <= this.lastSeq) return;
     this.lastSeq = record.seq;
-    if (record.type === 'output') await write(record.stream === 'stderr' ? process.stderr : process.stdout, record.data);
+    if (record.type === 'output') this.out(record.stream === 'stderr' ? 'stderr' : 'stdout', record.data);
     else if (record.type === 'queued') {
-      await write(process.stdout, record.waiting_for === 'service' ? 'another build of this service is running; waiting for it to finish\n' : `queued: ${record.place} in line\n`);
+      this.out('stdout', record.waiting_for === 'service' ? 'another build of this service is running; waiting for it to finish\n' : `queued: ${record.place} in line\n`);
     }
-    else if (record.type === 'cut') await write(process.stderr, `[buildbot: ${record.bytes} bytes of output were left out here]\n`);
-    else if (record.type === 'exit') this.exitCode = record.code;
+    else if (record.type === 'cut') this.out('stderr', `[buildbot: ${record.bytes} bytes of output were left out here]\n`);
+    else if (record.type === 'exit') {
+      if (typeof record.code === 'number') this.exitCode = record.code;
+      else this.abandoned = true;
+    }
   }
 
   /** A refusal before the build started: the server's error, in command-line terms. */
-  private async refused(response: Response): Promise<number> {
+  private async refused(response: Answer): Promise<number> {
     let error: { code?: string; message?: string; field?: string | null } = {};
     try {
-      error = ((await response.json()) as { error?: typeof error }).error ?? {};
+      error = (JSON.parse(await readCapped(response, 64 * 1024)) as { error?: typeof error }).error ?? {};
     } catch {
       // not our API's error body
     }
     const field = error.field ?? undefined;
-    let message = error.message ?? `the server answered ${response.status} ${response.statusText}`;
+    let message = error.message ?? `the server answered ${response.statusCode} ${response.statusMessage ?? ''}`.trimEnd();
     if (field) message = message.split(`"${field}"`).join(`--${field === 'tags' ? 'tag' : field}`);
-    if (response.status === 401) message += '; set BUILDBOT_TOKEN to a token of that server';
+    if (response.statusCode === 401) message += '; set BUILDBOT_TOKEN to a token of that server';
     process.stderr.write(`error: ${message}\n`);
-    return response.status === 400 ? EXIT_USAGE : EXIT_UNREACHABLE;
+    return response.statusCode === 400 ? EXIT_USAGE : EXIT_UNREACHABLE;
   }
+}
+
+/** The body of a short answer, up to `cap` bytes (the rest is not read). */
+function readCapped(response: Answer, cap: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const pieces: Buffer[] = [];
+    let size = 0;
+    response.on('data', (chunk: Buffer) => {
+      pieces.push(chunk);
+      size += chunk.length;
+      if (size > cap) response.destroy();
+    });
+    response.once('end', () => resolve(Buffer.concat(pieces).toString('utf8')));
+    response.once('error', reject);
+    response.once('close', () => resolve(Buffer.concat(pieces).toString('utf8')));
+  });
 }
 
 /**
@@ -219,11 +283,12 @@ function unreachable(message: string): number {
 }
 
 function reason(err: unknown): string {
-  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.code ?? cause?.message ?? (err as Error).message;
+  const { code, message } = err as { code?: string; message?: string };
+  return code && code !== 'ABORT_ERR' ? code : message ?? String(err);
 }
 
-function write(stream: NodeJS.WriteStream, text: string): Promise<void> {
-  if (stream.write(text)) return Promise.resolve();
-  return new Promise((resolve) => stream.once('drain', () => resolve()));
+/** Whether a line holds only spaces, tabs or a CR (records start with "{"). */
+function blank(line: Buffer): boolean {
+  for (let i = 0; i < line.length; i++) if (line[i] !== 0x20 && line[i] !== 0x09 && line[i] !== 0x0d) return false;
+  return true;
 }

@@ -2,7 +2,6 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isBuildError } from '../errors.js';
 import type { ServerLog } from '../pipeline/context.js';
-import type { Build } from '../service/build.js';
 import type { History } from '../service/history.js';
 import type { BuildService } from '../service/service.js';
 import { FINAL_STATUSES, type BuildRecord, type BuildStatus, type BuildSummary } from '../service/types.js';
@@ -10,6 +9,8 @@ import { Tokens, type Access } from './auth.js';
 import { asHttpError, HttpError, readJson, requestFromJson } from './body.js';
 import { timeLimitOf } from '../pipeline/build-signal.js';
 import { monitorFor } from './monitor/monitor.js';
+import { followLive, replayStored, write, type RecordFormat } from './stream.js';
+import { recordJson } from '../service/record-json.js';
 
 export interface HttpDeps {
   service: BuildService;
@@ -33,8 +34,6 @@ export interface RunningHttp {
 const STATUSES: readonly BuildStatus[] = ['queued', 'running', ...FINAL_STATUSES];
 const NDJSON = 'application/x-ndjson';
 const SSE = 'text/event-stream';
-/** A reader that does not take the records it is sent is dropped past this much (it can resume). */
-const MAX_UNREAD_BYTES = 16 * 1024 * 1024;
 
 /** The HTTP front: node:http only (a handful of routes; no framework pays for itself here). */
 export async function startHttpServer(listen: { host: string; port: number }, deps: HttpDeps): Promise<RunningHttp> {
@@ -139,7 +138,7 @@ async function submit(req: IncomingMessage, res: ServerResponse, url: URL, deps:
   res.writeHead(200, { 'Content-Type': NDJSON, Location: location, 'X-Build-Id': build.id, 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
   // The caller's own connection holds the build's output like an SSH channel does; dropping
   // it only stops the stream (cancelling is explicit: POST …/cancel).
-  await followLive(res, build, 0, true, (record) => `${JSON.stringify(record)}\n`);
+  await followLive(res, build, 0, (record) => recordJson(record), { blocking: true });
 }
 
 function list(res: ServerResponse, url: URL, deps: HttpDeps): void {
@@ -175,13 +174,13 @@ async function events(req: IncomingMessage, res: ServerResponse, url: URL, summa
   if (typeof afterText !== 'string' || !/^\d{1,15}$/.test(afterText)) throw new HttpError(400, 'EUSAGE', 'after (or Last-Event-ID) must be a record seq, a whole number', 'after');
   const after = Number(afterText);
   res.writeHead(200, { 'Content-Type': sse ? SSE : NDJSON, 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
-  const format = sse ? (r: BuildRecord) => `id: ${r.seq}\ndata: ${JSON.stringify(r)}\n\n` : (r: BuildRecord) => `${JSON.stringify(r)}\n`;
+  const format: RecordFormat = sse ? (r) => recordJson(r, `id: ${r.seq}\ndata: `, '\n\n') : (r) => recordJson(r);
   if (sse) res.write('retry: 3000\n\n');
   const heartbeat = setInterval(() => res.write(sse ? ': heartbeat\n\n' : '\n'), deps.heartbeatMs ?? 15_000);
   try {
     const build = deps.service.get(summary.id);
-    if (build) await followLive(res, build, after, false, format);
-    else await replayStored(res, summary, after, deps, format);
+    if (build) await followLive(res, build, after, format);
+    else await replayStored(res, summary, after, deps.history, format, true);
   } finally {
     clearInterval(heartbeat);
   }
@@ -200,53 +199,12 @@ async function logText(res: ServerResponse, url: URL, summary: BuildSummary, dep
     return '';
   };
   const build = deps.service.get(summary.id);
-  if (build && flag(url, 'follow')) return followLive(res, build, 0, false, format);
+  if (build && flag(url, 'follow')) return followLive(res, build, 0, format);
   if (build) {
     for (const record of [...build.log.replay(0)]) if (!(await write(res, format(record)))) return;
     return void res.end();
   }
-  return replayStored(res, summary, 0, deps, format, false);
-}
-
-/**
- * Sends a build of this process: what it kept, then live until its exit record. A blocking
- * reader holds the build's output while its connection is slow; any other is dropped once
- * MAX_UNREAD_BYTES wait for it. A closed connection only unsubscribes.
- */
-function followLive(res: ServerResponse, build: Build, after: number, blocking: boolean, format: (r: BuildRecord) => string): Promise<void> {
-  return new Promise<void>((resolve) => {
-    let unsubscribe = () => {};
-    let ended = false;
-    const end = () => {
-      if (ended) return;
-      ended = true;
-      unsubscribe();
-      if (!res.writableEnded) res.end();
-      resolve();
-    };
-    res.once('close', end);
-    unsubscribe = build.subscribe({
-      record(record) {
-        if (ended) return true;
-        const text = format(record);
-        const ok = text ? res.write(text) : true;
-        if (record.type === 'exit') end();
-        else if (!blocking && res.writableLength > MAX_UNREAD_BYTES) res.destroy();
-        return ok;
-      },
-      onDrain(resume) {
-        if (ended) return resume();
-        const go = () => {
-          res.off('drain', go);
-          res.off('close', go);
-          resume();
-        };
-        res.once('drain', go);
-        res.once('close', go);
-      },
-    }, { after, blocking });
-    if (ended) unsubscribe();
-  });
+  return replayStored(res, summary, 0, deps.history, format, false);
 }
 
 /**
@@ -289,37 +247,6 @@ class BuildWatch {
       resolve();
     }));
   }
-}
-
-/** Sends the stored records of a build that is not live here, with backpressure. */
-async function replayStored(res: ServerResponse, summary: BuildSummary, after: number, deps: HttpDeps, format: (r: BuildRecord) => string, closeWithExit = true): Promise<void> {
-  let last = after;
-  let exited = false;
-  for await (const record of deps.history.replay(summary.id, after)) {
-    last = record.seq;
-    exited ||= record.type === 'exit';
-    if (!(await write(res, format(record)))) return;
-  }
-  // An abandoned build has no exit record of its own: it gets one, so every stream ends alike.
-  if (closeWithExit && !exited && summary.status === 'abandoned') {
-    await write(res, format({ seq: last + 1, time: summary.finished_at ?? new Date().toISOString(), type: 'exit', code: summary.exit_code ?? -1, status: 'abandoned' }));
-  }
-  res.end();
-}
-
-/** Writes and waits for room; false once the connection is gone. */
-function write(res: ServerResponse, text: string): Promise<boolean> {
-  if (res.destroyed) return Promise.resolve(false);
-  if (!text || res.write(text)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve(!res.destroyed);
-    };
-    res.once('drain', done);
-    res.once('close', done);
-  });
 }
 
 /** 401 without a valid token (with WWW-Authenticate), 403 for a read token where full access is needed. */

@@ -5,6 +5,7 @@ import { createRedactor } from '../io/redact.js';
 import { BUILD_FLAGS, readBuildOptions } from './build-options.js';
 import { loginCacheSecrets, loginCmdSecrets, parseDockerLoginCmd, parseLoginCache, swapped } from './docker-login.js';
 import { secretsInRawArguments } from './raw-secrets.js';
+import { SECRET_ENV } from './secret-env.js';
 import { isRegistryLike, normalizeLoginServer, splitImageName } from './registry.js';
 import type { BuildRequest, RegistryLogin } from './types.js';
 import {
@@ -12,14 +13,7 @@ import {
   validateRevision, validateServiceId, validateTags,
 } from './validate.js';
 
-/** Environment variables that may carry secrets for local runs, keeping them off argv. */
-export const SECRET_ENV = {
-  repoAuthKey: 'BUILDBOT_REPO_AUTH_KEY',
-  loginCmd: 'BUILDBOT_DOCKER_LOGIN_CMD',
-  loginCache: 'BUILDBOT_DOCKER_LOGIN_CACHE',
-  registryUser: 'BUILDBOT_REGISTRY_USERNAME',
-  registryPassword: 'BUILDBOT_REGISTRY_PASSWORD',
-} as const;
+export { SECRET_ENV };
 
 export type ParsedCommand = { kind: 'help'; text: string } | { kind: 'build'; request: BuildRequest };
 

@@ -29,7 +29,8 @@ export function followAsText(build: Build, io: BuildIO, maxBuilds: number): Prom
           sink = io.stdout;
           ok = sink.write(`${queuedLine(record, build.summary.service_id, maxBuilds)}\n`);
         } else {
-          if (record.type === 'exit') resolve(record.code);
+          // A live build always ends with a code; null is only for a stored, abandoned one.
+          if (record.type === 'exit') resolve(record.code ?? 1);
           return true;
         }
         if (!ok) full.add(sink);

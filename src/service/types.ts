@@ -47,10 +47,13 @@ export interface CutRecord extends RecordBase {
   records: number;
 }
 
-/** The last record of every build. */
+/**
+ * The last record of every build. `code` is null only for an abandoned build: its process died
+ * while it ran, so no exit code exists (a made-up one would read as the build's own).
+ */
 export interface ExitRecord extends RecordBase {
   type: 'exit';
-  code: number;
+  code: number | null;
   status: BuildStatus;
 }
 

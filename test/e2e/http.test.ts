@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,7 +18,7 @@ import { ssh, startServer, type ServerProcess } from '../helpers/server.js';
 const FULL = 'full-token-7f3a9c2e4b1d8f60';
 const READ = 'read-token-0c5e8a7b3f2d1e94';
 
-interface Rec { seq: number; time: string; type: string; stream?: string; data?: string; name?: string; phase?: string; duration?: number; code?: number; status?: string; place?: number }
+interface Rec { seq: number; time: string; type: string; stream?: string; data?: string; name?: string; phase?: string; duration?: number; code?: number | null; status?: string; place?: number }
 
 /** Every response body the tests saw: none may hold a secret. */
 const seen: string[] = [];
@@ -413,9 +414,10 @@ describe('build history across restarts', () => {
 
       const abandoned = (await (await get(`/api/v1/builds/${slowId}`)).json()) as Record<string, unknown>;
       assert.equal(abandoned.status, 'abandoned');
+      assert.equal(abandoned.exit_code, null, 'an abandoned build has no exit code');
       const slowEvents = records(await (await get(`/api/v1/builds/${slowId}/events`)).text());
       assert.match(slowEvents.filter((r) => r.type === 'output').map((r) => r.data).join(''), /build underway/);
-      assert.equal(slowEvents.at(-1)!.status, 'abandoned');
+      assert.deepEqual(slowEvents.at(-1), { ...slowEvents.at(-1), type: 'exit', code: null, status: 'abandoned' });
       await eventually(async () => (await buildContainers()).length === 0, 'the orphaned builder to be removed');
 
       const stored = readdirSync(path.join(first.workDir, '.history')).map((f) => readFileSync(path.join(first.workDir, '.history', f), 'utf8'));
@@ -423,6 +425,100 @@ describe('build history across restarts', () => {
     } finally {
       await second.stop();
       removeAll(first.workDir);
+    }
+  });
+});
+
+describe('the HTTP API while idle and while stopping', () => {
+  const repoWith = suiteRepos();
+  const auth = { Authorization: `Bearer ${FULL}` };
+
+  /** A GET whose body is collected as it comes; `done` resolves when the server ends it. */
+  const stream = (port: number, p: string, accept: string) => {
+    const got = { status: 0, headers: {} as http.IncomingHttpHeaders, text: '' };
+    const done = new Promise<void>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: p, headers: { ...auth, Accept: accept } }, (res) => {
+        got.status = res.statusCode!;
+        got.headers = res.headers;
+        res.setEncoding('utf8');
+        res.on('data', (text: string) => (got.text += text));
+        res.on('end', resolve);
+        res.on('error', reject);
+      }).on('error', reject);
+    });
+    return { got, done };
+  };
+
+  it('sends heartbeats on an idle event stream (SSE comments, blank NDJSON lines), and answers 503 while it stops', async () => {
+    // The default heartbeat interval (15 s) is what runs here: no knob for tests to set.
+    const server = await startServer({ args: ['--api-token', FULL, '--shutdown-grace', '3'] });
+    try {
+      const port = server.httpPort;
+      const repo = repoWith('idle', staticSite({ buildExtra: 'echo "build underway"; sleep 300' }));
+      const service = unique('idle');
+      const started = await fetch(`http://127.0.0.1:${port}/api/v1/builds`, {
+        method: 'POST', headers: { ...auth, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ service_id: service, repo: repo.url, revision: 'main', image: `${testEnv().registry}/${service}`, tags: ['1'], repo_auth_key: keyBase64() }),
+      });
+      assert.equal(started.status, 202);
+      const id = ((await started.json()) as { id: string }).id;
+      const sse = stream(port, `/api/v1/builds/${id}/events`, 'text/event-stream');
+      const ndjson = stream(port, `/api/v1/builds/${id}/events`, 'application/x-ndjson');
+      await eventually(() => sse.got.text.includes('build underway') && ndjson.got.text.includes('build underway'), 'the build to print', 60_000);
+      // The build now sleeps: the streams are idle until a heartbeat comes (every 15 s).
+      const quietFrom = { sse: sse.got.text.length, ndjson: ndjson.got.text.length };
+      await eventually(() => sse.got.text.slice(quietFrom.sse).includes(': heartbeat\n\n') && ndjson.got.text.slice(quietFrom.ndjson - 1).includes('\n\n'), 'a heartbeat on both streams', 25_000)
+        .catch((err: Error) => assert.fail(`${err.message}; SSE ends ${JSON.stringify(sse.got.text.slice(-300))}, NDJSON ends ${JSON.stringify(ndjson.got.text.slice(-300))}`));
+      assert.equal(sse.got.status, 200);
+      assert.match(String(sse.got.headers['content-type']), /^text\/event-stream/);
+      assert.equal(sse.got.headers['x-accel-buffering'], 'no');
+      assert.ok(sse.got.text.startsWith('retry: 3000\n\n'));
+      // Every event is "id: SEQ" and one JSON record; comments are the heartbeats.
+      const events = sse.got.text.slice('retry: 3000\n\n'.length).split('\n\n').filter(Boolean);
+      const comments = events.filter((e) => e.startsWith(':'));
+      assert.ok(comments.length >= 1 && comments.every((c) => c === ': heartbeat'), `comments: ${JSON.stringify(comments)}`);
+      const sseRecords = events.filter((e) => !e.startsWith(':')).map((e) => {
+        const match = /^id: (\d+)\ndata: (.*)$/s.exec(e);
+        assert.ok(match, `an SSE event: ${JSON.stringify(e.slice(0, 200))}`);
+        const record = JSON.parse(match[2]) as Rec;
+        assert.equal(record.seq, Number(match[1]));
+        return record;
+      });
+      assert.deepEqual(sseRecords.map((r) => r.seq), sseRecords.map((_, i) => i + 1));
+      assert.ok(ndjson.got.text.split('\n').every((line) => line === '' || JSON.parse(line).seq > 0), 'NDJSON heartbeats are blank lines');
+
+      // A request already on its way when SIGTERM comes: its body arrives once the server stops.
+      const body = JSON.stringify({ service_id: unique('late'), repo: repo.url, revision: 'main', image: `${testEnv().registry}/late`, tags: ['1'] });
+      const late = net.connect(port, '127.0.0.1');
+      await new Promise((resolve) => late.once('connect', resolve));
+      let answer = '';
+      late.setEncoding('utf8').on('data', (text: string) => (answer += text));
+      late.write(`POST /api/v1/builds HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${FULL}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, 10)}`);
+      server.child.kill('SIGTERM');
+      await server.waitForLog(/ shutdown running=/);
+      // The rest of the body, then /healthz on the same connection.
+      late.write(`${body.slice(10)}GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+      await eventually(() => /"status":"stopping"/.test(answer) || late.destroyed, 'both answers', 10_000);
+      const [submitAnswer, healthAnswer] = answer.split(/(?=HTTP\/1\.1 )/);
+      assert.match(submitAnswer, /^HTTP\/1\.1 503 /);
+      assert.match(submitAnswer, /\{"error":\{"code":"ESHUTTINGDOWN","message":"the server is shutting down; try again once it is back","field":null\}\}/);
+      assert.match(healthAnswer ?? '', /^HTTP\/1\.1 503 /, `the answer to /healthz: ${JSON.stringify(answer)}`);
+      assert.match(healthAnswer, /\{"status":"stopping"\}/);
+      late.destroy();
+      // New connections are refused while it stops.
+      await assert.rejects(fetch(`http://127.0.0.1:${port}/healthz`), (err: Error & { cause?: { code?: string } }) => err.cause?.code === 'ECONNREFUSED');
+
+      // The open streams end with the build (cut by the end of the grace) and its exit record.
+      await Promise.all([sse.done, ndjson.done]);
+      const lastNdjson = records(ndjson.got.text).at(-1)!;
+      assert.equal(lastNdjson.type, 'exit');
+      assert.equal(lastNdjson.status, 'cancelled');
+      assert.match(sse.got.text, /"type":"exit","code":\d+,"status":"cancelled"\}\n\n$/);
+      assert.equal(await server.exited, 0);
+      await eventually(async () => (await buildContainers()).length === 0, 'the build\'s containers to be removed');
+    } finally {
+      await server.stop();
+      removeAll(server.workDir);
     }
   });
 });

@@ -10,7 +10,9 @@ import type { BuildRecord } from '../../src/service/types.js';
 import { defaultBuildOptions } from '../../src/request/build-options.js';
 import type { BuildRequest } from '../../src/request/types.js';
 import { SECRET_ENV } from '../../src/request/parse.js';
-import { REMOTE_SECRET_ENV, splitArgs } from '../../src/cli/remote.js';
+import { splitArgs } from '../../src/cli/remote.js';
+import { OutputChunk } from '../../src/service/build.js';
+import { recordJson } from '../../src/service/record-json.js';
 
 const output = (seq: number, data: string): BuildRecord => ({ seq, time: '', type: 'output', stream: 'stdout', data });
 
@@ -132,7 +134,9 @@ describe('a JSON build request', () => {
 
 describe('buildbot.sh --server', () => {
   it('reads the same secret variables as a local run', () => {
-    assert.deepEqual(REMOTE_SECRET_ENV, SECRET_ENV);
+    const env = { [SECRET_ENV.registryUser]: 'u', [SECRET_ENV.registryPassword]: 'p', [SECRET_ENV.loginCmd]: undefined };
+    assert.equal(splitArgs(['--server', 'http://b.example'], env).body.docker_login_cache, Buffer.from('u:p').toString('base64'));
+    assert.equal(splitArgs(['--server', 'http://b.example'], { [SECRET_ENV.loginCmd]: 'docker login -u a -p b' }).body.docker_login_cmd, 'docker login -u a -p b');
   });
 
   it('sends the flags as the JSON body: --tag as tags, repeated flags as arrays, secrets from the environment', () => {
@@ -141,5 +145,27 @@ describe('buildbot.sh --server', () => {
     assert.deepEqual(body, { service_id: 'a', tags: ['1', '2', 'latest'], build_arg: ['A=1', 'B=2'], pull: true, repo_auth_key: 'k' });
     assert.throws(() => splitArgs(['--server', 'https://u:p@b.example'], {}), /without credentials/);
     assert.throws(() => splitArgs(['--service_id', 'a'], {}), /--server needs the URL/);
+  });
+});
+
+describe('records as JSON lines', () => {
+  it('escapes output bytes exactly as JSON.stringify does, with any prefix and suffix', () => {
+    const samples = [
+      'plain text', 'seq\n0000001\n', 'quote " backslash \\ slash /', '\x00\x01\x07\x08\t\n\x0b\x0c\r\x1b[31m\x1f\x7f',
+      'é € 😀 \u2028 \u2029 \ufeff', '',
+    ];
+    for (const text of samples) {
+      const chunk = new OutputChunk(7, 'stderr', Buffer.from(text));
+      const json = recordJson(chunk);
+      assert.ok(Buffer.isBuffer(json) || text === '', 'output with its bytes is escaped from the bytes');
+      assert.equal(json.toString(), `${JSON.stringify(chunk)}\n`);
+      assert.equal(recordJson(chunk, 'id: 7\ndata: ', '\n\n').toString(), `id: 7\ndata: ${JSON.stringify(chunk)}\n\n`);
+      assert.equal((JSON.parse(json.toString()) as { data: string }).data, text);
+    }
+    // Bytes that are not UTF-8 are replaced, as the decoder does for the stored log.
+    const broken = new OutputChunk(8, 'stdout', Buffer.from([0x61, 0xff, 0xc3, 0x28, 0x62]));
+    assert.equal(recordJson(broken), `${JSON.stringify({ seq: 8, time: broken.time, type: 'output', stream: 'stdout', data: 'a\ufffd\ufffd(b' })}\n`);
+    const step = { seq: 9, time: 't', type: 'step' as const, name: 'image', phase: 'end' as const, duration: 1.5, ok: true };
+    assert.equal(recordJson(step), `${JSON.stringify(step)}\n`);
   });
 });

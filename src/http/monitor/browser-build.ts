@@ -149,7 +149,7 @@ function apply(change: LogChange): void {
       ended = true;
       const ok = change.status === 'succeeded';
       if (!wroteOutput && !logEl.querySelector('.skipped')) logEl.append(el('div', 'placeholder', 'This build wrote no output.'));
-      logEl.append(el('div', `exit-line ${ok ? 'ok' : 'bad'}`, `${ok ? '✓' : '✕'} ${change.status} · exit code ${change.code}`));
+      logEl.append(el('div', `exit-line ${ok ? 'ok' : 'bad'}`, `${ok ? '✓' : '✕'} ${change.status} · ${change.code === null ? 'no exit code (its server stopped while it ran)' : `exit code ${change.code}`}`));
       for (const view of sections.values()) view.summary.querySelector('.s-lines') && renderLines(view);
       break;
     }

@@ -23,7 +23,7 @@ export type LogRecord =
   | { seq: number; type: 'output'; stream: Stream; data: string }
   | { seq: number; type: 'step'; name: string; phase: 'start' | 'end'; duration?: number; ok?: boolean }
   | { seq: number; type: 'cut'; bytes: number; records: number }
-  | { seq: number; type: 'exit'; code: number; status: string }
+  | { seq: number; type: 'exit'; code: number | null; status: string }
   | { seq: number; type: string };
 
 export interface LogLine {
@@ -55,7 +55,7 @@ export type LogChange =
   /** A step's header line (printed just before its step record) moves into the step's own section. */
   | { kind: 'line-move'; n: number; from: number; to: number }
   | { kind: 'cut'; bytes: number; records: number; section: number }
-  | { kind: 'exit'; code: number; status: string };
+  | { kind: 'exit'; code: number | null; status: string };
 
 export const MAX_LINE_CHARS = 16 * 1024;
 /** Colour codes carried from line to line per stream (older ones are dropped past this). */

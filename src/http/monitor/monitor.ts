@@ -3,6 +3,8 @@ import { isServiceId } from '../../request/validate.js';
 import type { Build } from '../../service/build.js';
 import { isFinal, type BuildRecord, type BuildStatus, type BuildSummary, type QueuedRecord } from '../../service/types.js';
 import type { HttpDeps } from '../server.js';
+import { followLive, replayStored, write, type RecordFormat } from '../stream.js';
+import { recordJson } from '../../service/record-json.js';
 import { serveAsset } from './assets.js';
 import { badgeSvg, badgeWord } from './badge.js';
 import { html } from './html.js';
@@ -265,12 +267,12 @@ export class Monitor {
     const after = Number(afterText);
     res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', ...SECURITY_HEADERS });
     res.write('retry: 3000\n\n');
-    const format = (r: BuildRecord) => `id: ${r.seq}\ndata: ${JSON.stringify(r)}\n\n`;
+    const format: RecordFormat = (r) => recordJson(r, `id: ${r.seq}\ndata: `, '\n\n');
     const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), HEARTBEAT_MS);
     try {
       const build = this.deps.service.get(summary.id);
-      if (build) await followLive(res, build, after, format);
-      else await this.replayStored(res, summary, after, format, true);
+      if (build) await followLive(res, build, after, format, { maxUnread: MAX_UNREAD_BYTES });
+      else await replayStored(res, summary, after, this.deps.history, format, true);
     } finally {
       clearInterval(heartbeat);
     }
@@ -293,26 +295,8 @@ export class Monitor {
       res.end();
       return true;
     }
-    await this.replayStored(res, summary, 0, format, false);
+    await replayStored(res, summary, 0, this.deps.history, format, false);
     return true;
-  }
-
-  private async replayStored(res: ServerResponse, summary: BuildSummary, after: number, format: (r: BuildRecord) => string, closeWithExit: boolean): Promise<void> {
-    let last = after;
-    let exited = false;
-    for await (const record of this.deps.history.replay(summary.id, after)) {
-      last = record.seq;
-      exited ||= record.type === 'exit';
-      if (!(await write(res, format(record)))) return;
-    }
-    // A finished build with no exit record of its own (abandoned) gets one, so the page stops
-    // listening. One still running in another process (a local buildbot.sh sharing the work dir)
-    // gets none: the stream ends and the browser comes back after `retry` with Last-Event-ID for
-    // what was stored since.
-    if (closeWithExit && !exited && isFinal(summary.status)) {
-      await write(res, format({ seq: last + 1, time: summary.finished_at ?? new Date().toISOString(), type: 'exit', code: summary.exit_code ?? -1, status: summary.status }));
-    }
-    res.end();
   }
 
   private async cancel(req: IncomingMessage, res: ServerResponse, viewer: Viewer, summary: BuildSummary): Promise<boolean> {
@@ -392,46 +376,6 @@ export function monitorFor(deps: HttpDeps): Monitor {
     monitors.set(deps, monitor);
   }
   return monitor;
-}
-
-/** Sends a live build's records after `after` until its exit record; a reader that falls too far behind is dropped. */
-function followLive(res: ServerResponse, build: Build, after: number, format: (r: BuildRecord) => string): Promise<void> {
-  return new Promise<void>((resolve) => {
-    let unsubscribe = () => {};
-    let ended = false;
-    const end = () => {
-      if (ended) return;
-      ended = true;
-      unsubscribe();
-      if (!res.writableEnded) res.end();
-      resolve();
-    };
-    res.once('close', end);
-    unsubscribe = build.subscribe({
-      record(record) {
-        if (ended) return true;
-        res.write(format(record));
-        if (record.type === 'exit') end();
-        else if (res.writableLength > MAX_UNREAD_BYTES) res.destroy();
-        return true;
-      },
-    }, { after, blocking: false });
-    if (ended) unsubscribe();
-  });
-}
-
-function write(res: ServerResponse, text: string): Promise<boolean> {
-  if (res.destroyed) return Promise.resolve(false);
-  if (!text || res.write(text)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve(!res.destroyed);
-    };
-    res.once('drain', done);
-    res.once('close', done);
-  });
 }
 
 function outputBytes(record: BuildRecord): number {
