@@ -1,10 +1,11 @@
 import type { ServerResponse } from 'node:http';
 import type { Build } from '../service/build.js';
 import type { History } from '../service/history.js';
+import { writeText, type JsonText } from '../service/record-json.js';
 import { isFinal, type BuildRecord, type BuildSummary } from '../service/types.js';
 
 /** How a stream shows a record: a line of NDJSON, an SSE event, log text; '' to skip it. */
-export type RecordFormat = (record: BuildRecord) => string | Buffer;
+export type RecordFormat = (record: BuildRecord) => JsonText;
 
 /** A reader that does not take the records it is sent is dropped past this much (it can resume). */
 export const MAX_UNREAD_BYTES = 16 * 1024 * 1024;
@@ -34,7 +35,7 @@ export function followLive(res: ServerResponse, build: Build, after: number, for
       record(record) {
         if (ended) return true;
         const text = format(record);
-        if (!text.length) return true;
+        if (text === '') return true;
         if (!corked) {
           corked = true;
           res.cork();
@@ -43,7 +44,7 @@ export function followLive(res: ServerResponse, build: Build, after: number, for
             res.uncork();
           });
         }
-        const ok = res.write(text);
+        const ok = writeText(res, text);
         if (record.type === 'exit') end();
         else if (!blocking && res.writableLength > maxUnread) res.destroy();
         return ok;
@@ -85,9 +86,9 @@ export async function replayStored(res: ServerResponse, summary: BuildSummary, a
 }
 
 /** Writes and waits for room; false once the connection is gone. */
-export function write(res: ServerResponse, text: string | Buffer): Promise<boolean> {
+export function write(res: ServerResponse, text: JsonText): Promise<boolean> {
   if (res.destroyed) return Promise.resolve(false);
-  if (!text.length || res.write(text)) return Promise.resolve(true);
+  if (text === '' || writeText(res, text)) return Promise.resolve(true);
   return new Promise((resolve) => {
     const done = () => {
       res.off('drain', done);

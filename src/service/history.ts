@@ -5,7 +5,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import type { ServerLog } from '../pipeline/context.js';
 import type { Build } from './build.js';
-import { recordJson } from './record-json.js';
+import { recordJson, writeText } from './record-json.js';
 import { BUILD_ID, type BuildService } from './service.js';
 import { isFinal, type BuildRecord, type BuildSummary } from './types.js';
 
@@ -106,13 +106,13 @@ export class History {
     if (record.type !== 'exit') {
       // The head goes to disk as it comes; past it, records wait in the log's tail until the end.
       if (!build.log.headClosed) {
-        writer.stream.write(recordJson(record));
+        writeText(writer.stream, recordJson(record));
         writer.written = record.seq;
       }
       return;
     }
     // The exit record: what the tail kept (and the cut), then the final summary.
-    for (const kept of build.log.replay(writer.written)) writer.stream.write(recordJson(kept));
+    for (const kept of build.log.replay(writer.written)) writeText(writer.stream, recordJson(kept));
     this.writers.delete(build.id);
     const summary = { ...build.summary };
     // 'close' follows a finish and an error alike: a full disk must not keep the build in memory.

@@ -11,9 +11,20 @@ import type { BuildRecord } from './types.js';
  * decoded path, which replaces them as the decoder does everywhere else. `prefix` and `suffix`
  * must be ASCII (they are written as Latin-1 with the data).
  */
-export function recordJson(record: BuildRecord, prefix = '', suffix = '\n'): string | Buffer {
+export function recordJson(record: BuildRecord, prefix = '', suffix = '\n'): JsonText {
   const bytes = record.type === 'output' ? (record as { bytes?: Buffer }).bytes : undefined;
   if (record.type !== 'output' || !bytes || !isUtf8(bytes)) return `${prefix}${JSON.stringify(record)}${suffix}`;
-  const line = `${prefix}{"seq":${record.seq},"time":${JSON.stringify(record.time)},"type":"output","stream":${JSON.stringify(record.stream)},"data":${JSON.stringify(bytes.toString('latin1'))}}${suffix}`;
-  return Buffer.from(line, 'latin1');
+  // Handed to the socket as a string with its encoding: a Buffer made here would be one more copy.
+  return { latin1: `${prefix}{"seq":${record.seq},"time":${JSON.stringify(record.time)},"type":"output","stream":${JSON.stringify(record.stream)},"data":${JSON.stringify(bytes.toString('latin1'))}}${suffix}` };
 }
+
+/** Text to write: a string as UTF-8, or `latin1`, one byte a character (see recordJson). */
+export type JsonText = string | { latin1: string };
+
+/** Writes text to a stream in its encoding; what write() returns. */
+export function writeText(stream: { write(text: string, encoding: BufferEncoding): boolean }, text: JsonText): boolean {
+  return typeof text === 'string' ? stream.write(text, 'utf8') : stream.write(text.latin1, 'latin1');
+}
+
+/** The text as bytes (tests, and readers that want one Buffer). */
+export const textBytes = (text: JsonText): Buffer => (typeof text === 'string' ? Buffer.from(text) : Buffer.from(text.latin1, 'latin1'));

@@ -12,7 +12,7 @@ import type { BuildRequest } from '../../src/request/types.js';
 import { SECRET_ENV } from '../../src/request/parse.js';
 import { splitArgs } from '../../src/cli/remote.js';
 import { OutputChunk } from '../../src/service/build.js';
-import { recordJson } from '../../src/service/record-json.js';
+import { recordJson, textBytes } from '../../src/service/record-json.js';
 
 const output = (seq: number, data: string): BuildRecord => ({ seq, time: '', type: 'output', stream: 'stdout', data });
 
@@ -157,10 +157,10 @@ describe('records as JSON lines', () => {
     for (const text of samples) {
       const chunk = new OutputChunk(7, 'stderr', Buffer.from(text));
       const json = recordJson(chunk);
-      assert.ok(Buffer.isBuffer(json) || text === '', 'output with its bytes is escaped from the bytes');
-      assert.equal(json.toString(), `${JSON.stringify(chunk)}\n`);
-      assert.equal(recordJson(chunk, 'id: 7\ndata: ', '\n\n').toString(), `id: 7\ndata: ${JSON.stringify(chunk)}\n\n`);
-      assert.equal((JSON.parse(json.toString()) as { data: string }).data, text);
+      assert.equal(typeof json, 'object', 'output with its bytes is escaped from the bytes');
+      assert.equal(textBytes(json).toString(), `${JSON.stringify(chunk)}\n`);
+      assert.equal(textBytes(recordJson(chunk, 'id: 7\ndata: ', '\n\n')).toString(), `id: 7\ndata: ${JSON.stringify(chunk)}\n\n`);
+      assert.equal((JSON.parse(textBytes(json).toString()) as { data: string }).data, text);
     }
     // Bytes that are not UTF-8 are replaced, as the decoder does for the stored log.
     const broken = new OutputChunk(8, 'stdout', Buffer.from([0x61, 0xff, 0xc3, 0x28, 0x62]));
