@@ -19,9 +19,9 @@
  *   the /project archive is destroyed when the step ends, however it ends.
  * - test step: removes the builder in the background only now, after the image step is done with
  *   its archives; then create, runAttached, and the test container's removal in the background.
- * - network holders (src/docker/netns.ts): create and start, in the background, then nothing until
- *   their removal; the builder and the test container join their namespace, but those are calls
- *   on other containers.
+ * - network holders (src/docker/netns.ts): create and start, in the background but under the
+ *   build's watchdog like any engine call, then nothing until their removal; the builder and the
+ *   test container join their namespace, but those are calls on other containers.
  * - cleanup (BuildContainers.removeAll): after the background work settled and the build's
  *   requests ended; it removes different containers side by side, never one twice.
  * - No exec anywhere.
@@ -48,6 +48,8 @@ export const LABELS = {
 /** The containers of one build; removeAll() runs on every exit path, success, failure or abort. */
 export class BuildContainers {
   private readonly live = new Set<Docker.Container>();
+  /** Set by removeAll: the build has ended, and a create answered only now is removed at once. */
+  private ended = false;
 
   constructor(
     private readonly docker: Docker,
@@ -64,6 +66,12 @@ export class BuildContainers {
       // encode every line again, which cost 9x the build's own time for line-heavy output.
       HostConfig: { ...options.HostConfig, LogConfig: { Type: 'none', Config: {} } },
     });
+    // Background work (a network holder) may outlive the build's wait for it (an engine that
+    // answered late): what it made then goes at once instead of staying behind.
+    if (this.ended) {
+      await this.removeOne(container);
+      throw new Error('the build ended while its container was being created');
+    }
     this.live.add(container);
     return container;
   }
@@ -74,6 +82,7 @@ export class BuildContainers {
   }
 
   async removeAll(): Promise<void> {
+    this.ended = true;
     const all = [...this.live];
     this.live.clear();
     await Promise.all(all.map((c) => this.removeOne(c)));

@@ -1,3 +1,5 @@
+import http from 'node:http';
+import type net from 'node:net';
 import Docker from 'dockerode';
 import type { Config } from '../config.js';
 import { errors } from '../errors.js';
@@ -14,11 +16,50 @@ const MODEM_ENV = ['DOCKER_HOST', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH', 'DOCK
 export function createDocker(config: Config): Docker {
   const saved = MODEM_ENV.map((name) => [name, process.env[name]] as const);
   for (const [name] of saved) delete process.env[name];
+  let docker: Docker;
   try {
-    return new Docker(dockerodeOptions(config.docker, config.toolEnv) as Docker.DockerOptions);
+    docker = new Docker(dockerodeOptions(config.docker, config.toolEnv) as Docker.DockerOptions);
   } finally {
     for (const [name, value] of saved) if (value !== undefined) process.env[name] = value;
   }
+  const modem = docker.modem as { agent?: http.Agent };
+  // Without an agent of its own (unix socket, plain TCP, the ssh proxy) the modem used Node's
+  // global one: a private one with the same settings, so that the patch below stays ours.
+  modem.agent = failCutAnswers(modem.agent ?? new http.Agent((http.globalAgent as unknown as { options: http.AgentOptions }).options));
+  return docker;
+}
+
+/**
+ * Makes a request fail when the engine's connection ends in the middle of its answer.
+ * docker-modem reads a plain (not streamed) answer to its 'end' only, and Node destroys an
+ * unfinished answer without an 'error' unless someone listens: such a call never settles, and
+ * no abort reaches it either. POST /containers/{id}/wait is one: the engine sends its headers
+ * at once and the body when the container exits, so an engine cut while build.sh ran left the
+ * build waiting for ever (issue 9; the faults e2e file cuts the engine at such a moment). The
+ * request's own 'error' is what docker-modem does listen to: it is raised there, with the code
+ * of a cut connection (src/docker/wait.ts counts it as the engine going away). A streamed
+ * answer already handed out is failed by Node itself for its reader; docker-modem ignores a
+ * late request error, so this changes nothing for those.
+ */
+export function failCutAnswers<T extends http.Agent>(agent: T): T {
+  const inner = agent as unknown as { addRequest(req: http.ClientRequest, options: unknown): void };
+  const addRequest = inner.addRequest.bind(agent);
+  inner.addRequest = (req, options) => {
+    req.once('socket', (socket: net.Socket) => {
+      // 'end' is the peer's close only; our own destroy (an abort, a reader done early) is not one.
+      const onEnd = () => {
+        const res = (req as { res?: http.IncomingMessage }).res;
+        if (!res || res.complete) return;
+        const err = Object.assign(new Error('the engine closed the connection in the middle of an answer'), { code: 'ECONNRESET' });
+        req.emit('error', err);
+      };
+      // A kept-alive socket serves many requests: the listener goes with this one.
+      socket.once('end', onEnd);
+      req.once('close', () => socket.off('end', onEnd));
+    });
+    addRequest(req, options);
+  };
+  return agent;
 }
 
 export interface StreamEvent {

@@ -1,4 +1,5 @@
 import type Docker from 'dockerode';
+import type { Watchdog } from '../watchdog.js';
 import type { BuildContainers } from './containers.js';
 
 /**
@@ -11,8 +12,10 @@ import type { BuildContainers } from './containers.js';
  * network (config.buildNetwork or the engine's default), a fresh namespace nobody else used.
  * One holder serves one container of one build, and goes with the build's other containers.
  */
-export async function startNetworkHolder(containers: BuildContainers, image: string, network: string | undefined, limits: Docker.HostConfig, signal: AbortSignal): Promise<Docker.Container> {
-  const holder = await containers.create('network', {
+export async function startNetworkHolder(containers: BuildContainers, image: string, network: string | undefined, limits: Docker.HostConfig, signal: AbortSignal, watchdog: Watchdog): Promise<Docker.Container> {
+  // In the background, but nothing waits unguarded: a silent engine fails the build as a stall
+  // here too, not only later in the step that takes the holder (issue 9).
+  const holder = await watchdog.engine('creating a network namespace ahead of a container', () => containers.create('network', {
     Image: image,
     Entrypoint: ['/bin/sh'],
     Cmd: [],
@@ -20,8 +23,8 @@ export async function startNetworkHolder(containers: BuildContainers, image: str
     StdinOnce: false,
     // The build's limits too (no raw sockets in the namespace the build uses, a pids and memory cap).
     HostConfig: { ...limits, NetworkMode: network },
-  });
-  await holder.start({ abortSignal: signal } as object);
+  }));
+  await watchdog.engine('starting a network namespace ahead of a container', () => holder.start({ abortSignal: signal } as object));
   return holder;
 }
 

@@ -25,7 +25,7 @@ export function rememberBuilderImage(serviceId: string, image: string): void {
  */
 export function networkAhead(ctx: BuildContext, image = lastBuilder.get(ctx.request.serviceId)): Promise<Docker.Container | undefined> | undefined {
   if (!image) return undefined;
-  return inBackground(ctx, () => startNetworkHolder(ctx.containers, image, ctx.config.buildNetwork, limitsHostConfig(ctx.config.buildLimits), ctx.signal)).catch((err: unknown) => {
+  return inBackground(ctx, () => startNetworkHolder(ctx.containers, image, ctx.config.buildNetwork, limitsHostConfig(ctx.config.buildLimits), ctx.signal, ctx.watchdog)).catch((err: unknown) => {
     if (!ctx.signal.aborted) ctx.log('network-holder-failed', { build: ctx.buildId, error: ctx.out.redactor.redact(engineMessage(err)) });
     if (lastBuilder.get(ctx.request.serviceId) === image) lastBuilder.delete(ctx.request.serviceId);
     return undefined;

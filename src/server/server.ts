@@ -52,6 +52,8 @@ const KEX: ssh2.KexAlgorithm[] = ['curve25519-sha256', 'curve25519-sha256@libssh
 
 /** Failed authentication attempts a connection gets before it is disconnected (OpenSSH's MaxAuthTries). */
 export const MAX_AUTH_TRIES = 6;
+/** How long a shutdown waits for builds it aborted to end, past the grace period. */
+const ABORTED_BUILDS_WAIT_MS = 20_000;
 
 /** User names in the log are cut to this length: the client chooses them, up to ~35 KB each. */
 const MAX_LOGGED_USER = 64;
@@ -278,7 +280,12 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
       if ((await Promise.race([allDone(), graceOver])) === 'grace-over') {
         log('shutdown-abort', { running: jobs.size });
         abortAll();
-        await allDone();
+        // Bounded too: a build that does not end once aborted (a bug, an engine call that never
+        // settles) must not keep the process from exiting; the next start's orphan sweep reaps it.
+        const stuck = new Promise<'stuck'>((resolve) => {
+          timer = setTimeout(() => resolve('stuck'), ABORTED_BUILDS_WAIT_MS);
+        });
+        if ((await Promise.race([allDone(), stuck])) === 'stuck') log('shutdown-stuck', { running: jobs.size, 'waited-seconds': ABORTED_BUILDS_WAIT_MS / 1000 });
       }
       clearTimeout(timer);
       log('git-ssh-closed', { connections: await closeSshMasters(config.workDir, config.toolEnv) });

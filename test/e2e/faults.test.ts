@@ -125,36 +125,48 @@ describe('faults: each ends with one error line, a non-zero exit and nothing lef
     }
   });
 
-  // Skipped: in 2 of 3 clean runs at the end of 2026-12-02 the cut went unnoticed while the test step's network
-  // holder was being created (holders came with fc9aade, after this test was written) and the build ran on to
-  // build.sh's end, then hung: a real hang, kept open in issue 9. Remove the skip with the fix.
-  it('the engine cut off during build.sh: one error line, and the removal retried until the engine is back', { skip: 'hangs when the engine is cut while a network holder is being made (issue 9, open)' }, async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'buildbot-relay-'));
-    const relay = await startSocketRelay(engineSocket(), path.join(dir, 'engine.sock'));
-    const cutOff = await startServer({ env: { DOCKER_HOST: `unix://${relay.path}` } });
-    try {
-      const repo = repoWith('fault-enginecut', staticSite({ buildExtra: 'echo "long build started"; sleep 120' }));
-      const service = unique('fault-enginecut');
-      const client = startSsh(cutOff, remote(buildArgs({ service, repo: repo.url, revision: 'main', image: service })));
-      await client.waitFor(/long build started/);
-      await relay.cut();
-      const res = await within(client.done, 60_000, 'the build', cutOff);
-      assert.equal(res.code, 1, res.stderr);
-      assert.deepEqual(errorLines(res.stderr), [errorLines(res.stderr)[0]], 'one error line');
-      assert.match(errorLines(res.stderr)[0], /^error: the Docker engine went away while running build\.sh \(its connection was (cut|closed)\); .*check that dockerd is running/);
-      await cutOff.waitForLog(/ cleanup-retry container=[0-9a-f]{12} build=\w+ attempt=1 /);
-      await cutOff.waitForLog(/ engine-down /);
-      assert.equal((await buildContainersOf('builder')).length, 1, 'the builder outlived the cut, so far');
-      await relay.restore();
-      await cutOff.waitForLog(/ engine-back$/m);
-      await cutOff.waitForLog(/ (cleanup-done container=[0-9a-f]{12} build=\w+ attempts=\d+|orphan-removed container=[0-9a-f]{12})/);
-      await assertNothingLeft(cutOff, service, repo);
-    } finally {
-      await cutOff.stop();
-      await relay.cut();
-      removeAll(dir, cutOff.workDir);
-    }
-  });
+  // The engine cut at two moments of build.sh, each reached on purpose (issue 9: a cut left to chance went unnoticed in
+  // 2 of 3 CI runs and the build hung). Once the test's network holder runs, the only call open is build.sh's wait,
+  // whose answer the engine starts at once (headers) and ends when the container exits: cut in between, dockerode
+  // never settled it. While the holder is being created, the cut also strikes that background call.
+  const cuts = [
+    { when: 'once the test\'s network holder runs', hold: undefined },
+    { when: 'while the test\'s network holder is being created', hold: '"io.buildbot.role":"network"' },
+  ];
+  for (const { when, hold } of cuts) {
+    it(`the engine cut off during build.sh ${when}: one error line, and the removal retried until the engine is back`, async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'buildbot-relay-'));
+      const relay = await startSocketRelay(engineSocket(), path.join(dir, 'engine.sock'), { hold });
+      const cutOff = await startServer({ env: { DOCKER_HOST: `unix://${relay.path}` } });
+      try {
+        const repo = repoWith('fault-enginecut', staticSite({ buildExtra: 'echo "long build started"; sleep 120' }));
+        const service = unique('fault-enginecut');
+        const client = startSsh(cutOff, remote(buildArgs({ service, repo: repo.url, revision: 'main', image: service })));
+        await client.waitFor(/long build started/);
+        if (hold) {
+          await within(relay.held, 30_000, 'the holder\'s create call', cutOff);
+        } else {
+          await eventually(async () => (await buildContainersOf('network')).some((c) => c.State === 'running'), 'the network holder to run', 30_000);
+        }
+        await relay.cut();
+        const res = await within(client.done, 60_000, 'the build', cutOff);
+        assert.equal(res.code, 1, res.stderr);
+        assert.deepEqual(errorLines(res.stderr), [errorLines(res.stderr)[0]], 'one error line');
+        assert.match(errorLines(res.stderr)[0], /^error: the Docker engine went away while running build\.sh \(its connection was (cut|closed)\); .*check that dockerd is running/);
+        await cutOff.waitForLog(/ cleanup-retry container=[0-9a-f]{12} build=\w+ attempt=1 /);
+        await cutOff.waitForLog(/ engine-down /);
+        assert.equal((await buildContainersOf('builder')).length, 1, 'the builder outlived the cut, so far');
+        await relay.restore();
+        await cutOff.waitForLog(/ engine-back$/m);
+        await cutOff.waitForLog(/ (cleanup-done container=[0-9a-f]{12} build=\w+ attempts=\d+|orphan-removed container=[0-9a-f]{12})/);
+        await assertNothingLeft(cutOff, service, repo);
+      } finally {
+        await cutOff.stop();
+        await relay.cut();
+        removeAll(dir, cutOff.workDir);
+      }
+    });
+  }
 
   it('the registry stopped during build.sh: the push fails with one line, nothing half-pushed', async () => {
     const repo = repoWith('fault-registry', staticSite({ buildExtra: 'echo "build started"; sleep 3' }));

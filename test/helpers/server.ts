@@ -6,6 +6,8 @@ import { GrowingText, ROOT, spawnRunning, type Running } from './cli.js';
 import { engineEnv, keyPath } from './env.js';
 
 export const BUILDBOT_SERVER = path.join(ROOT, 'bin', 'buildbot-server');
+/** How long stop() waits for the server's exit before SIGKILL (its shutdown grace is 30 s by default). */
+const STOP_TIMEOUT_MS = 60_000;
 
 export interface ServerProcess {
   child: ChildProcess;
@@ -45,7 +47,15 @@ export async function startServer(opts: { workDir?: string; args?: string[]; env
     child, workDir, port: Number(match[1]), httpPort, fingerprint: match[2], log: () => log.text, waitForLog, exited,
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null) child.kill(signal);
-      return exited;
+      // Bounded: a server that hangs on its way out must fail the test, not eat the CI run's time.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), STOP_TIMEOUT_MS)));
+      const code = await Promise.race([exited, late]);
+      clearTimeout(timer);
+      if (code !== 'late') return code;
+      child.kill('SIGKILL');
+      await exited;
+      throw new Error(`the server did not exit within ${STOP_TIMEOUT_MS / 1000} s of ${signal} and was killed; its log:\n${log.text}`);
     },
   };
 }

@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import type net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createDocker } from '../../src/docker/engine.js';
+import type { Config } from '../../src/config.js';
+
+/**
+ * A fake engine on a unix socket that answers POST /containers/{id}/wait as dockerd does:
+ * the headers at once, the body when the container exits. Container "cut" never exits: its
+ * connection is closed after the headers, as an engine that died (or a relay killed in front of
+ * it) closes it. Container "done" exits at once.
+ */
+describe('an engine connection cut in the middle of an answer', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'unit-enginecut-'));
+  const socketPath = path.join(dir, 'docker.sock');
+  const sockets = new Set<net.Socket>();
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.flushHeaders();
+    if (req.url?.includes('/containers/done/')) res.end('{"StatusCode":0}\n');
+    else if (req.url?.includes('/containers/cut/')) setTimeout(() => req.socket.destroy(), 50);
+    // "slow": never answers; the caller aborts.
+  });
+  server.on('connection', (s: net.Socket) => sockets.add(s));
+  const docker = () => createDocker({ docker: { kind: 'unix', socketPath }, toolEnv: {} } as unknown as Config);
+  before(() => new Promise<void>((resolve) => server.listen(socketPath, resolve)));
+  after(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise((resolve) => server.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('fails the wait with a cut connection (ECONNRESET) instead of leaving it unsettled', async () => {
+    const wait = docker().getContainer('cut').wait();
+    const late = new Promise((_, reject) => setTimeout(() => reject(new Error('the wait never settled')), 5_000).unref());
+    await assert.rejects(Promise.race([wait, late]), (err: NodeJS.ErrnoException) => err.code === 'ECONNRESET');
+  });
+
+  it('still answers complete waits, on kept-alive connections, without piling up listeners', async () => {
+    const engine = docker();
+    for (let i = 0; i < 20; i++) assert.deepEqual(await engine.getContainer('done').wait(), { StatusCode: 0 });
+    const agent = (engine.modem as unknown as { agent: http.Agent }).agent;
+    const free = Object.values(agent.freeSockets).flat();
+    assert.ok(free.length >= 1, 'the connection was kept alive');
+    for (const socket of free) assert.ok(socket!.listenerCount('end') <= 2, `listeners on a kept-alive socket: ${socket!.listenerCount('end')}`);
+  });
+
+  it('an aborted wait still fails with the abort, not as a cut', async () => {
+    const controller = new AbortController();
+    const wait = docker().getContainer('slow').wait({ abortSignal: controller.signal } as object);
+    setTimeout(() => controller.abort(), 50);
+    await assert.rejects(wait, (err: Error) => err.name === 'AbortError');
+  });
+});
