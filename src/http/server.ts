@@ -21,6 +21,8 @@ export interface HttpDeps {
   metrics?: () => Promise<{ contentType: string; body: string }>;
   /** Comment lines on an idle event stream, so proxies and clients know it is alive. */
   heartbeatMs?: number;
+  /** The SSH front's port, for the commands the monitor shows (none: SSH is not served). */
+  sshPort?: number;
 }
 
 export interface RunningHttp {

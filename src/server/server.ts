@@ -245,7 +245,7 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
     const { host, port } = config.httpListen;
     try {
       httpFront = await startHttpServer(config.httpListen, {
-        service: builds, history, log, tokens: new Tokens(config.apiTokens, config.apiReadTokens),
+        service: builds, history, log, tokens: new Tokens(config.apiTokens, config.apiReadTokens), sshPort: address.port,
         metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
       });
     } catch (err) {

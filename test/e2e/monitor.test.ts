@@ -122,6 +122,10 @@ describe('the web monitor in a real browser', () => {
     assert.equal(await page.evaluate(() => document.cookie), '', 'scripts cannot read the session');
     // No build yet: the empty state shows the commands that start one.
     assert.match(await page.textContent('#empty') ?? '', /No builds yet[\s\S]*buildbot\.sh --server http:\/\/127\.0\.0\.1:\d+[\s\S]*\/api\/v1\/builds/);
+    // …over SSH on this server's own port, with the login command quoted twice as ssh needs it.
+    const empty = await page.textContent('#empty') ?? '';
+    assert.ok(empty.includes(`ssh -p ${server.port} 127.0.0.1 buildbot.sh`), empty);
+    assert.ok(empty.includes(`--docker_login_cmd "'docker login -u ci`), empty);
     await keep(page);
     await shot(page, 'empty');
 

@@ -172,7 +172,7 @@ export class Monitor {
     const all = this.deps.history.list({ limit: 100_000 });
     const services = [...new Set(all.map((s) => s.service_id))].sort();
     const host = typeof req.headers.host === 'string' && /^[\w.:[\]-]{1,255}$/.test(req.headers.host) ? req.headers.host : 'buildhost:8080';
-    return this.page(res, 200, listPage({ viewer, rows, services, filter: { service_id: serviceId, status }, origin: `${secure(req) ? 'https' : 'http'}://${host}`, limit: LIST_LIMIT, empty: all.length === 0 }));
+    return this.page(res, 200, listPage({ viewer, rows, services, filter: { service_id: serviceId, status }, origin: `${secure(req) ? 'https' : 'http'}://${host}`, sshPort: this.deps.sshPort, limit: LIST_LIMIT, empty: all.length === 0 }));
   }
 
   private rowExtra(summary: BuildSummary): RowExtra {

@@ -107,7 +107,7 @@ const GROUP_TITLES: Record<Group, string> = { running: 'Running', queued: 'Queue
 
 export function listPage(opts: {
   viewer: Viewer; rows: Array<{ summary: BuildSummary; extra: RowExtra }>; services: string[];
-  filter: { service_id?: string; status?: string }; origin: string; limit: number; empty: boolean;
+  filter: { service_id?: string; status?: string }; origin: string; sshPort?: number; limit: number; empty: boolean;
 }): string {
   const groups: Record<Group, Html[]> = { running: [], queued: [], recent: [] };
   for (const { summary, extra } of opts.rows) groups[groupOf(summary.status)].push(buildRow(summary, extra));
@@ -134,7 +134,7 @@ export function listPage(opts: {
   <button type="submit" class="button">Filter</button>
   ${filtered ? html`<a class="clear" href="/">Clear filter</a>` : ''}
 </form>
-${opts.empty ? emptyState(opts.origin) : ''}
+${opts.empty ? emptyState(opts.origin, opts.sshPort) : ''}
 <div id="groups" data-filter-service="${opts.filter.service_id ?? ''}" data-filter-status="${opts.filter.status ?? ''}"${opts.empty ? html` hidden` : ''}>
 ${(['running', 'queued', 'recent'] as Group[]).map((g) => html`
 <section class="group" id="group-${g}" aria-labelledby="h-${g}"${groups[g].length || g === 'recent' ? '' : html` hidden`}>
@@ -151,22 +151,24 @@ ${opts.rows.length >= opts.limit ? html`<p class="more">Showing the ${opts.limit
 }
 
 /** No build yet: the commands that start one. */
-function emptyState(origin: string): Html {
+function emptyState(origin: string, sshPort: number | undefined): Html {
+  const host = new URL(origin).hostname;
   return html`<section class="empty card" id="empty">
 <h2>No builds yet</h2>
 <p>Builds appear here as soon as they start, from any front. Start one:</p>
-<h3>Over SSH</h3>
-<pre><code>ssh -p 2222 buildhost buildbot.sh --service_id api \\
+${sshPort === undefined ? '' : html`<h3>Over SSH</h3>
+<pre><code>ssh -p ${String(sshPort)} ${host} buildbot.sh --service_id api \\
   --repo git@github.com:org/api.git --repo_auth_key "$(base64 -w0 deploy_key)" \\
   --revision main --image registry.example.com/api --tag latest \\
-  --docker_login_cmd "docker login -u ci -p $REGISTRY_PASSWORD registry.example.com"</code></pre>
+  --docker_login_cmd "'docker login -u ci -p $REGISTRY_PASSWORD registry.example.com'"</code></pre>
+<p class="hint">ssh sends one line that the server splits like a shell: a value with spaces is quoted twice.</p>`}
 <h3>Over HTTP</h3>
 <pre><code>BUILDBOT_TOKEN=… buildbot.sh --server ${origin} --service_id api \\
   --repo git@github.com:org/api.git --revision main --image registry.example.com/api --tag latest</code></pre>
 <pre><code>curl -H "Authorization: Bearer $BUILDBOT_TOKEN" -H 'Content-Type: application/json' \\
   -d '{"service_id":"api","repo":"…","revision":"main","image":"registry.example.com/api","tags":["latest"]}' \\
   ${origin}/api/v1/builds</code></pre>
-<p class="hint">The README's "Quick start" and "HTTP API" sections explain every flag.</p>
+<p class="hint">The README's "buildbot.sh" and "HTTP API" sections explain every flag.</p>
 </section>`;
 }
 
