@@ -39,9 +39,10 @@ const SSE = 'text/event-stream';
 
 /** The HTTP front: node:http only (a handful of routes; no framework pays for itself here). */
 export async function startHttpServer(listen: { host: string; port: number }, deps: HttpDeps): Promise<RunningHttp> {
-  // Room for a few 64 KB records before a follower signals backpressure (16 KB by default would
-  // pause the build's output after every engine read), as the SSH channel's window allows.
-  const server = http.createServer({ requestTimeout: 60_000, headersTimeout: 20_000, maxHeaderSize: 16 * 1024, highWaterMark: 256 * 1024 }, (req, res) => {
+  // Room for 2 MB of records before a follower signals backpressure, as an SSH channel allows (ssh2's
+  // highWaterMark): 16 KB by default paused the build's output after every engine read, and 256 KB
+  // still paused it more often than SSH did while the client was behind (BENCHMARKS.md, row 8).
+  const server = http.createServer({ requestTimeout: 60_000, headersTimeout: 20_000, maxHeaderSize: 16 * 1024, highWaterMark: 2 * 1024 * 1024 }, (req, res) => {
     void handle(req, res, deps, watch).catch((err: Error) => {
       if (err instanceof HttpError && !res.headersSent) {
         if (err.status === 413 || err.status === 415) res.setHeader('Connection', 'close');
