@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EXIT_CANCELLED, EXIT_USAGE } from '../errors.js';
 import { SECRET_ENV } from '../request/secret-env.js';
@@ -10,6 +11,8 @@ export const EXIT_UNREACHABLE = 255;
 
 /** Resuming a dropped stream: this many tries, waiting a little longer each time. */
 const RESUME_TRIES = 8;
+/** A record line longer than this is not our server's (its output records hold at most an engine read). */
+const MAX_RECORD_CHARS = 16 * 1024 * 1024;
 /** After asking the server to cancel, the exit record is waited for this long. */
 const CANCEL_WAIT_MS = 30_000;
 
@@ -137,7 +140,11 @@ class RemoteBuild {
    */
   private read(response: Answer): Promise<void> {
     return new Promise((resolve) => {
-      let pieces: Buffer[] = [];
+      // The unfinished line, as text: a record usually spans two reads. Decoding each part as it
+      // comes (the decoder keeps a character cut in two) instead of joining Buffers saved the
+      // client a copy per record and the external-memory garbage collections it triggered.
+      const decoder = new StringDecoder('utf8');
+      let pending = '';
       const done = () => {
         response.off('data', onData);
         resolve();
@@ -147,21 +154,19 @@ class RemoteBuild {
         let newline: number;
         try {
           while ((newline = chunk.indexOf(10, start)) >= 0) {
-            let line = chunk.subarray(start, newline);
-            if (pieces.length) {
-              line = Buffer.concat([...pieces, line]);
-              pieces = [];
-            }
+            const line = pending + decoder.write(chunk.subarray(start, newline));
+            pending = '';
             start = newline + 1;
             // Blank lines are the server's heartbeats.
-            if (!blank(line)) this.show(JSON.parse(line.toString('utf8')) as BuildRecord);
+            if (line.trim()) this.show(JSON.parse(line) as BuildRecord);
           }
+          if (start < chunk.length) pending += decoder.write(start ? chunk.subarray(start) : chunk);
+          if (pending.length > MAX_RECORD_CHARS) throw new Error('a record longer than any the server sends');
         } catch {
           // Not our records: treated as a dropped stream (run() resumes after the last record).
           response.destroy();
           return done();
         }
-        if (start < chunk.length) pieces.push(start ? chunk.subarray(start) : chunk);
         // A terminal or pipe that does not keep up holds the stream (and so the server's build).
         const full = (['stdout', 'stderr'] as const).filter((name) => this.full[name]);
         if (full.length) {
@@ -287,8 +292,3 @@ function reason(err: unknown): string {
   return code && code !== 'ABORT_ERR' ? code : message ?? String(err);
 }
 
-/** Whether a line holds only spaces, tabs or a CR (records start with "{"). */
-function blank(line: Buffer): boolean {
-  for (let i = 0; i < line.length; i++) if (line[i] !== 0x20 && line[i] !== 0x09 && line[i] !== 0x0d) return false;
-  return true;
-}
