@@ -400,6 +400,10 @@ describe('build history across restarts', () => {
       const log = await fetch(`http://127.0.0.1:${first.httpPort}/api/v1/builds/${slowId}/log`, { headers: auth });
       return (await log.text()).includes('build underway');
     }, 'the slow build to run', 60_000);
+    // The server writes a log's head to disk as it comes, but asynchronously: killed a moment after
+    // the line was served, it had not always been stored yet (seen once under load).
+    const storedLog = path.join(first.workDir, '.history', `${slowId}.ndjson`);
+    await eventually(() => readFileSync(storedLog, 'utf8').includes('build underway'), 'the line to be stored', 10_000);
     await first.stop('SIGKILL');
 
     const second = await startServer({ workDir: first.workDir, args: ['--api-token', FULL] });
