@@ -59,10 +59,12 @@ export const errors = {
   remoteEngine: (where: string, detail: string, hint: string) =>
     new BuildError('EENGINE', `cannot reach the Docker engine at ${where} (${detail}); ${hint}`),
 
-  repoAuth: (repo: string) =>
+  repoAuth: (repo: string, keyGiven: boolean) =>
     new BuildError(
       'EREPOAUTH',
-      `the git host refused the key for ${repo}; give a deploy key with read access to that repository in --repo_auth_key (base64 of the private key file)`,
+      keyGiven
+        ? `the git host refused the key for ${repo}; give a deploy key with read access to that repository in --repo_auth_key (base64 of the private key file)`
+        : `the git host asks for a key for ${repo} and none was given; give a deploy key with read access to that repository in --repo_auth_key (base64 of the private key file)`,
       EXIT_USAGE,
       { field: 'repo_auth_key' },
     ),
@@ -145,7 +147,10 @@ export const errors = {
     new BuildError('EIMAGEBUILD', `docker build failed: ${detail}; fix the Dockerfile step whose output is above`),
   testFailed: (exitCode: number) =>
     new BuildError('ETEST', `the in-image test exited with code ${exitCode}; nothing was pushed`, exitCode),
-  push: (ref: string, detail: string) => new BuildError('EPUSH', `pushing ${ref} failed: ${detail}; the registry refused it or could not be reached, tags pushed before it stay in the registry`),
+  push: (ref: string, detail: string, loggedIn: boolean) =>
+    !loggedIn && /no basic auth credentials|unauthorized|authentication required/i.test(detail)
+      ? new BuildError('EPUSHLOGIN', `pushing ${ref} failed: the registry asks for a login and none was given; give one with --docker_login_cmd (or --docker_login_cache)`, EXIT_USAGE, { field: 'docker_login_cmd' })
+      : new BuildError('EPUSH', `pushing ${ref} failed: ${detail}; the registry refused it or could not be reached, tags pushed before it stay in the registry`),
 
   missingCustomDockerfile: (file: string, revision: string) =>
     new BuildError('ENODOCKERFILE', `there is no ${file} in the repository at ${revision}, the Dockerfile --dockerfile names; check the path (relative to the repository root) or add the file`),

@@ -116,7 +116,7 @@ export const BUILD_FLAGS = {
   platform: { type: 'string', describe: 'os/arch[/variant] to build for, e.g. linux/arm64' },
   dockerfile: { type: 'string', describe: 'the Dockerfile, relative to the repository root (default: Dockerfile)' },
   pull: { type: 'boolean', describe: 'always pull the base images, even when the engine has them' },
-  cache_from: { type: 'string', describe: 'an image in the registry whose layers may be reused (inline cache); repeat it for more' },
+  cache_from: { type: 'string', describe: 'an image in the registry whose layers may be reused (inline cache); repeat it or give a comma-separated list' },
   no_cache: { type: 'boolean', describe: 'use no cached layers' },
   build_secret: { type: 'string', describe: 'ID=VALUE for RUN --mount=type=secret,id=ID; repeat it for more; redacted' },
 } as const;

@@ -134,9 +134,13 @@ export function loginCmdSecrets(line: string): string[] {
   }
   const start = words[0] === 'docker' && words[1] === 'login' ? 2 : 0;
   const found = scanLoginWords(words.slice(start));
-  const loose = [...found.unknown, ...found.positionals.filter((w) => !isRegistryLike(w))].filter((w) => w.length >= 4);
-  return [line, line.trim(), ...found.passwords.filter(Boolean), ...loose];
+  // The command's own words alone ("docker", a value cut off after "docker login") hold no secret,
+  // and redacting them would garble every message that names --docker_login_cmd.
+  const loose = [line, line.trim(), ...found.unknown, ...found.positionals.filter((w) => !isRegistryLike(w))].filter((w) => w.length >= 4 && !COMMAND_WORDS.test(w));
+  return [...found.passwords.filter(Boolean), ...loose];
 }
+
+const COMMAND_WORDS = /^\s*(docker|login|docker\s+login)\s*$/;
 
 /**
  * The secrets in a buildbot.sh command line's login and build secret flags, read from the raw

@@ -26,7 +26,7 @@ const FLAGS = {
   image: { type: 'string', describe: 'image repository to push, e.g. registry.example.com/api' },
   tag: { type: 'string', describe: 'tag to push; repeat it or give a comma-separated list' },
   docker_login_cmd: { type: 'string', describe: `"docker login -u USER -p PASSWORD REGISTRY"; parsed, never run (env ${SECRET_ENV.loginCmd})` },
-  docker_login_cache: { type: 'string', describe: `base64 of "user:password", as in ~/.docker/config.json (env ${SECRET_ENV.loginCache})` },
+  docker_login_cache: { type: 'string', describe: `the "auth" value of ~/.docker/config.json (base64 of "user:password"), or base64 of a whole config.json (env ${SECRET_ENV.loginCache})` },
   timeout: { type: 'string', describe: "seconds this build may run; may only lower the server's limit (--build-timeout)" },
   'stall-timeout': { type: 'string', describe: 'local runs only: seconds an engine, git or registry operation may stay silent (env BUILDBOT_STALL_TIMEOUT, default 600)' },
   'build-timeout': { type: 'string', describe: 'local runs only: the time limit of a build in seconds (env BUILDBOT_BUILD_TIMEOUT, default 3600)' },
@@ -38,6 +38,8 @@ const LOCAL_ONLY = ['stall-timeout', 'build-timeout'] as const;
 
 const REQUIRED = ['service_id', 'repo', 'revision', 'image', 'tag'] as const;
 
+const EXIT_CODES = 'Exit codes: 0 pushed; 1 the build failed; 2 the request is wrong (usage, an invalid value, a login or key refused, a repository or revision not found); N build.sh or the in-image test exited with N; 124 past its time limit; 130 cancelled.';
+
 type Env = Readonly<Record<string, string | undefined>>;
 
 /**
@@ -48,7 +50,8 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
   const parser = yargs()
     .scriptName(commandName)
     .usage(`Usage: ${commandName} --service_id ID --repo URL --revision REV --image NAME --tag TAG [options]\n\nBuilds REV of the repository into an image and pushes every tag.`)
-    .options(FLAGS)
+    .options(local ? FLAGS : { ...FLAGS, ...Object.fromEntries(LOCAL_ONLY.map((name) => [name, { ...FLAGS[name], hidden: true }])) })
+    .epilog(`${local ? 'With --server URL the build runs on that server over its HTTP API, the token read from BUILDBOT_TOKEN.\n\n' : ''}${EXIT_CODES}`)
     .parserConfiguration({ 'camel-case-expansion': false, 'boolean-negation': false, 'short-option-groups': false, 'dot-notation': false, 'parse-numbers': false, 'parse-positional-numbers': false })
     .strict()
     .help('help')
@@ -79,7 +82,7 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
   if (helpText !== undefined) return { kind: 'help', text: helpText };
 
   const positional = (args._ as unknown[]).map(String);
-  if (positional.length) throw errors.usage(`unexpected argument "${positional[0]}"; every value goes after its flag, e.g. --tag 1.0`);
+  if (positional.length) throw errors.usage(strayWordMessage(positional[0], argv));
 
   const str = (name: keyof typeof FLAGS): string | undefined => {
     const value = args[name];
@@ -89,9 +92,8 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
     }
     return value === undefined ? undefined : String(value);
   };
-  for (const name of REQUIRED) {
-    if (args[name] === undefined || args[name] === '') throw errors.usage(`missing --${name}`);
-  }
+  const missing = REQUIRED.filter((name) => args[name] === undefined || args[name] === '').map((name) => `--${name}`);
+  if (missing.length) throw errors.usage(`missing ${missing.length === 1 ? missing[0] : `${missing.slice(0, -1).join(', ')} and ${missing.at(-1)}`}`);
   for (const name of LOCAL_ONLY) {
     if (!local && args[name] !== undefined) throw errors.usage(`--${name} is a setting of the server (buildbot-server --${name}), not of a request; --timeout SECONDS lowers this build's time limit`);
   }
@@ -153,7 +155,7 @@ export async function requestOrExit(argv: readonly string[], env: Env, io: Build
     return EXIT_OK;
   } catch (err) {
     if (!isBuildError(err)) throw err;
-    const help = (await parseBuildCommand(['--help'], {})) as { text: string };
+    const help = (await parseBuildCommand(['--help'], {}, 'buildbot.sh', local)) as { text: string };
     // The usage text is fixed: only the message about these arguments can hold one of their secrets.
     io.stderr.write(`${help.text}\n\nerror: ${createRedactor(rawSecrets).redact(err.message)}\n`);
     return err.exitCode;
@@ -211,6 +213,20 @@ function attachValues(argv: readonly string[]): string[] {
   return out;
 }
 
+/**
+ * A word no flag takes. Right after a flag's value it is most often the value's second word,
+ * unquoted on the way: over ssh the remote side splits the line again, so one quoting is spent
+ * by the local shell.
+ */
+function strayWordMessage(stray: string, argv: readonly string[]): string {
+  const at = argv.indexOf(stray);
+  const valueOf = (flagAt: number) => flagAt >= 0 && /^--?[\w-]+$/.test(argv[flagAt]) && (FLAGS as Record<string, { type: string }>)[argv[flagAt].replace(/^--?/, '')]?.type === 'string';
+  const owner = at >= 2 && valueOf(at - 2) ? argv[at - 2] : at >= 1 && /^--?[\w-]+=/.test(argv[at - 1]) ? argv[at - 1].split('=')[0] : undefined;
+  if (owner === undefined) return `unexpected argument "${stray}"; every value goes after its flag, e.g. --tag 1.0`;
+  const flag = `--${owner.replace(/^--?/, '')}`;
+  return `unexpected argument "${stray}" after the value of ${flag}; a value with spaces must be quoted, and over ssh quoted twice: ${flag} "'… …'"`;
+}
+
 /** How many base64-looking words follow the value of --repo_auth_key: the lines of a wrapped key. */
 function wrappedKeyWords(argv: readonly string[]): number {
   const at = argv.findIndex((w) => /^--?repo_auth_key(=|$)/.test(w));
@@ -226,8 +242,8 @@ function rewordYargsMessage(message: string, argv: readonly string[]): string {
   if (unknown) {
     const names = unknown[1].split(', ').map((n) => n.trim());
     // yargs names stray words and unknown flags alike.
-    const stray = names.find((name) => argv.includes(name));
-    if (stray !== undefined) return `unexpected argument "${stray}"; every value goes after its flag, e.g. --tag 1.0`;
+    const stray = names.filter((name) => argv.includes(name)).sort((a, b) => argv.indexOf(a) - argv.indexOf(b))[0];
+    if (stray !== undefined) return strayWordMessage(stray, argv);
     return names.map((name) => {
       const near = closest(name, Object.keys(FLAGS));
       return `unknown flag --${name}${near ? ` (did you mean --${near}?)` : ''}`;

@@ -12,7 +12,7 @@ export interface EngineWatch {
  * is when the work an outage left undone is done: removals that failed meanwhile, and the
  * orphan sweep, since an engine restarted with live-restore off stopped every container.
  */
-export function watchEngine(docker: Docker, log: ServerLog, onBack: () => void, intervalMs = 2_000): EngineWatch {
+export function watchEngine(docker: Docker, engine: string, log: ServerLog, onBack: () => void, intervalMs = 2_000): EngineWatch {
   let up = true;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
@@ -28,7 +28,7 @@ export function watchEngine(docker: Docker, log: ServerLog, onBack: () => void, 
       error = (err as Error).message;
     }
     if (stopped) return;
-    if (up && error !== undefined) log('engine-down', { error });
+    if (up && error !== undefined) log('engine-down', { engine, error });
     if (!up && error === undefined) {
       log('engine-back');
       onBack();

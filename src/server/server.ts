@@ -77,7 +77,7 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
   await closeSshMasters(config.workDir, config.toolEnv);
   const sweep = () => removeOrphans(docker, log, running).catch((err: Error) => log('orphan-check-failed', { error: err.message }));
   await sweep();
-  const engineWatch = watchEngine(docker, log, () => {
+  const engineWatch = watchEngine(docker, config.dockerLabel, log, () => {
     removals.retryNow();
     void sweep();
   });

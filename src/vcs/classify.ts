@@ -4,7 +4,7 @@ import { errors, type BuildError } from '../errors.js';
  * Turns what git, hg or ssh printed into an error of the catalogue, so the user reads
  * "the git host refused the key" rather than forty lines of tool output.
  */
-export function classifyVcsFailure(output: string, ctx: { repo: string; host: string; knownHostsFile: string; what: string; workDir?: string }): BuildError {
+export function classifyVcsFailure(output: string, ctx: { repo: string; host: string; knownHostsFile: string; what: string; workDir?: string; keyGiven: boolean }): BuildError {
   const text = output.trim();
   if (ctx.workDir && /No space left on device/i.test(text)) return errors.noSpace(ctx.workDir);
   if (/subrepos not enabled/.test(text)) return errors.hgSubrepos();
@@ -12,7 +12,7 @@ export function classifyVcsFailure(output: string, ctx: { repo: string; host: st
     return errors.hostKeyChanged(ctx.host, ctx.knownHostsFile);
   }
   if (/Permission denied \(publickey|Authentication failed|could not read Username|HTTP Basic: Access denied|authorization failed/i.test(text)) {
-    return errors.repoAuth(ctx.repo);
+    return errors.repoAuth(ctx.repo, ctx.keyGiven);
   }
   const unreachable = lineMatching(text, /Could not resolve hostname|Connection refused|Connection timed out|No route to host|Network is unreachable|Could not resolve host|Connection closed by|kex_exchange_identification/i);
   if (unreachable) return errors.repoUnreachable(ctx.repo, unreachable);

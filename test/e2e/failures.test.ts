@@ -33,6 +33,7 @@ describe('buildbot.sh failures: the right exit code, a clear error, nothing push
     assert.equal(res.code, 4);
     assert.match(res.stdout, /checking/);
     assert.match(res.stderr, /^error: the in-image test exited with code 4; nothing was pushed/m);
+    assert.match(res.stdout, /\| # test: sh -c 'echo checking; exit 4'$/m, 'the header quotes the command as a shell would need it');
     assert.deepEqual(headers(res.stdout).slice(-1), ['test']);
     assert.deepEqual(await registryTags(image), []);
     assert.deepEqual(await buildContainers(), []);
@@ -58,6 +59,26 @@ describe('buildbot.sh failures: the right exit code, a clear error, nothing push
     assert.match(res.stderr, /^error: the git host refused the key for ssh:\/\/.*; give a deploy key/m);
     const stranger = readFileSync(keyPath('stranger_ed25519'), 'utf8').split('\n')[1];
     assert.ok(!(res.stdout + res.stderr).includes(stranger));
+  });
+
+  it('no key for a repository whose host asks for one is a clear error that says none was given', async () => {
+    const repo = repoWith('nokey', staticSite());
+    const image = unique('nokey');
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, key: null }), work());
+    assert.equal(res.code, 2);
+    assert.match(res.stderr, /^error: the git host asks for a key for ssh:\/\/\S+ and none was given; give a deploy key .* in --repo_auth_key/m);
+    assert.deepEqual(await buildContainers(), []);
+  });
+
+  it('no login for a registry that asks for one: exit 2, an error that says to give one, nothing pushed', async () => {
+    const repo = repoWith('nologin', staticSite());
+    const image = unique('nologin');
+    const res = await runCli(buildArgs({ service: image, repo: repo.url, revision: 'main', image, login: null, tags: ['1.0.0', 'latest'] }), work());
+    assert.equal(res.code, 2, res.stderr);
+    assert.match(res.stderr, /^error: pushing 127\.0\.0\.1:\d+\/\S+:1\.0\.0 failed: the registry asks for a login and none was given; give one with --docker_login_cmd/m);
+    assert.equal(res.stderr.match(/^error: /gm)?.length, 1, 'one error line');
+    assert.deepEqual(await registryTags(image), []);
+    assert.deepEqual(await buildContainers(), []);
   });
 
   it('an RSA PEM deploy key works too', async () => {

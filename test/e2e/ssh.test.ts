@@ -58,7 +58,8 @@ describe('the SSH server, driven by the OpenSSH client', () => {
     const usage = await ssh(server, remote(['--service_id', 'x']));
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /^Usage: buildbot\.sh/m);
-    assert.match(usage.stderr, /^error: missing --repo$/m);
+    assert.match(usage.stderr, /^error: missing --repo, --revision, --image and --tag$/m, 'every missing flag at once');
+    assert.ok(!usage.stderr.includes('--stall-timeout'), 'the usage over SSH leaves out the flags only a local run takes');
 
     const help = await ssh(server, ['buildbot.sh', '--help']);
     assert.equal(help.code, 0);

@@ -29,10 +29,13 @@ describe('build context filter', () => {
 });
 
 describe('git and hg failures', () => {
-  const ctx = { repo: 'ssh://h/r', host: 'h', knownHostsFile: '/w/.known_hosts/s', what: 'git fetch' };
+  const ctx = { repo: 'ssh://h/r', host: 'h', knownHostsFile: '/w/.known_hosts/s', what: 'git fetch', keyGiven: true };
   it('recognizes what went wrong', () => {
     assert.equal(classifyVcsFailure('@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@\nHost key verification failed.', ctx).code, 'EHOSTKEYCHANGED');
-    assert.equal(classifyVcsFailure('git@h: Permission denied (publickey).\nfatal: Could not read from remote repository.', ctx).code, 'EREPOAUTH');
+    const refused = 'git@h: Permission denied (publickey).\nfatal: Could not read from remote repository.';
+    assert.equal(classifyVcsFailure(refused, ctx).code, 'EREPOAUTH');
+    assert.match(classifyVcsFailure(refused, ctx).message, /refused the key for ssh:\/\/h\/r/);
+    assert.match(classifyVcsFailure(refused, { ...ctx, keyGiven: false }).message, /asks for a key for ssh:\/\/h\/r and none was given; give a deploy key/);
     assert.equal(classifyVcsFailure('ssh: connect to host h port 22: Connection refused', ctx).code, 'EREPOUNREACHABLE');
     const notFound = classifyVcsFailure("fatal: '/x.git' does not appear to be a git repository\nfatal: Could not read from remote repository.\n\nPlease make sure you have the correct access rights", ctx);
     assert.equal(notFound.code, 'EREPONOTFOUND');

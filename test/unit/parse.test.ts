@@ -45,6 +45,12 @@ describe('buildbot.sh arguments', () => {
     await rejects(base.filter((_, i) => i !== 2 && i !== 3), /^missing --repo$/);
     await rejects([...base, '--tga', 'x'], /^unknown flag --tga \(did you mean --tag\?\)$/);
     await rejects([...base, 'stray'], /unexpected argument "stray"/);
+    await rejects(base.slice(0, 4), /^missing --revision, --image and --tag$/);
+    // The second word of a value that lost its quotes (over ssh a value is quoted twice).
+    await rejects([...base, '--docker_login_cmd', 'docker', 'login', '-u', 'u', '-p', 'secret-pw', 'registry.example.com'],
+      /^unexpected argument "login" after the value of --docker_login_cmd; a value with spaces must be quoted, and over ssh quoted twice: --docker_login_cmd "'… …'"$/);
+    await rejects([...base, '--target=build', 'stage'], /^unexpected argument "stage" after the value of --target;/);
+    await rejects(['stray', ...base], /^unexpected argument "stray"; every value goes after its flag/);
     await rejects([...base, '--service_id', 'b'], /--service_id was given more than once/);
   });
 

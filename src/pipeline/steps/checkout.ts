@@ -50,6 +50,7 @@ export const checkoutStep: Step = {
       if (err instanceof VcsCommandError && !ctx.signal.aborted) {
         throw classifyVcsFailure(err.output, {
           repo: request.repo.displayUrl, host: hostOf(request.repo.url), knownHostsFile: ssh.knownHostsFile, what: err.command, workDir: config.workDir,
+          keyGiven: request.repoAuthKey !== undefined || request.repo.basicAuth !== undefined,
         });
       }
       throw err;

@@ -1,3 +1,4 @@
+import { quote } from 'shell-quote';
 import { errors } from '../../errors.js';
 import { runAttached } from '../../docker/containers.js';
 import { limitsHostConfig } from '../../docker/limits.js';
@@ -7,7 +8,8 @@ import { joinNetwork } from '../../docker/netns.js';
 /** Runs the Dockerfile's #test_in_container_entrypoint in the built image; nothing is pushed if it fails. */
 export const testStep: Step = {
   name: 'test',
-  describe: ({ metadata }) => (metadata?.testEntrypoint ? metadata.testEntrypoint.join(' ') : 'none (no #test_in_container_entrypoint line in the Dockerfile)'),
+  // Quoted as a shell would need it, so the header reads as the command that runs.
+  describe: ({ metadata }) => (metadata?.testEntrypoint ? quote(metadata.testEntrypoint) : 'none (no #test_in_container_entrypoint line in the Dockerfile)'),
   async run(ctx) {
     // The image step has read the builder's /project: the builder goes while the test runs.
     if (ctx.builder) removeLater(ctx, ctx.builder);
