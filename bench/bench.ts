@@ -24,6 +24,15 @@ import { startServer, type ServerProcess } from '../test/helpers/server.js';
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const BIG_RUNS = Number(process.env.BENCH_BIG_RUNS ?? 3);
 const STREAM_MB = Number(process.env.BENCH_STREAM_MB ?? 200);
+/**
+ * Rows 1-3 pause this long after every build, whoever ran it: work a contender leaves running
+ * after its exit (our server makes the service's spare network namespace then) must not land in
+ * the next contender's time.
+ */
+const PAUSE_MS = Number(process.env.BENCH_PAUSE_MS ?? 500);
+/** More flags for the server (an A/B of a server setting, e.g. BENCH_SERVER_ARGS='--spare-network 0'). */
+const SERVER_ARGS = process.env.BENCH_SERVER_ARGS?.split(' ').filter(Boolean) ?? [];
+const pause = () => new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
 
 /**
  * original: the original tool's script as its users ran it (bench/original.sh behind sshd), the
@@ -230,10 +239,12 @@ async function buildRows(): Promise<void> {
   for (const who of CONTENDERS) {
     // One unmeasured build per contender: the engine's layer cache and the registry's layers are warm for all.
     await run(who, benchArgs({ service: `warmup-${who}`, repo: repo.url, revision: 'main', image: image('site', who), tags: ['0', 'latest'] }));
+    await pause();
   }
   for (let i = 0; i < RUNS; i++) {
     for (const who of inTurn(i)) {
       const r = await run(who, benchArgs({ service: `cold-${who}-${i}`, repo: repo.url, revision: 'main', image: image('site', who), tags: [`1.${i}`, 'latest'] }));
+      await pause();
       times.cold[who].push(r.ms);
     }
   }
@@ -241,6 +252,7 @@ async function buildRows(): Promise<void> {
     const sha = repo.commit({ 'site/index.html.in': `<h1>revision ${i} @VERSION@</h1>\n` });
     for (const who of inTurn(i)) {
       const r = await run(who, benchArgs({ service: `warmup-${who}`, repo: repo.url, revision: sha, image: image('site', who), tags: [`2.${i}`, 'latest'] }));
+      await pause();
       times.warm[who].push(r.ms);
     }
   }
@@ -248,6 +260,7 @@ async function buildRows(): Promise<void> {
   for (let i = 0; i < RUNS; i++) {
     for (const who of inTurn(i)) {
       const r = await run(who, benchArgs({ service: `warmup-${who}`, repo: repo.url, revision: last, image: image('site', who), tags: [`3.${i}`, 'latest'] }));
+      await pause();
       times.rebuild[who].push(r.ms);
     }
   }
@@ -636,7 +649,7 @@ async function main(): Promise<void> {
   rmSync(localWork, { recursive: true, force: true });
   for (const dir of Object.values(scriptWork)) rmSync(dir, { recursive: true, force: true });
   // max-builds 10: row 6 compares ten builds at once with ten baseline scripts at once.
-  server = await startServer({ args: ['--max-builds', '10', '--api-token', BENCH_TOKEN] });
+  server = await startServer({ args: ['--max-builds', '10', '--api-token', BENCH_TOKEN, ...SERVER_ARGS] });
   const only = process.env.BENCH_ROWS?.split(',');
   const rows: Array<[string, () => Promise<void>]> = [['1', buildRows], ['4', streamRow], ['5', largeRepoRow], ['6', parallelRow], ['6b', crowdRow], ['7', latencyRow], ['http', httpRow], ['trace', traceRows]];
   try {

@@ -28,6 +28,11 @@ export interface Config {
    * leave the connection behind.
    */
   gitSshPersistSeconds: number;
+  /**
+   * Seconds a network namespace made after a service's build waits for its next build's builder
+   * (src/pipeline/spare-networks.ts); 0: none. Only the server sets it, as gitSshPersistSeconds.
+   */
+  spareNetworkSeconds: number;
   /** An engine, git, hg or registry operation silent this long fails its build (src/watchdog.ts). */
   stallTimeoutMs: number;
   /** A build running this long is cancelled (src/pipeline/build-signal.ts); a request may only lower it. */
@@ -66,6 +71,7 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
     trace: env.BUILDBOT_TRACE === '1' || env.BUILDBOT_TRACE === 'calls',
     traceCalls: env.BUILDBOT_TRACE === 'calls',
     gitSshPersistSeconds: 0,
+    spareNetworkSeconds: 0,
     stallTimeoutMs: 1000 * timeoutSeconds(overrides.stallTimeout, env.BUILDBOT_STALL_TIMEOUT, '--stall-timeout', 'BUILDBOT_STALL_TIMEOUT', TIMEOUT_DEFAULTS.stallSeconds),
     buildTimeoutMs: 1000 * timeoutSeconds(overrides.buildTimeout, env.BUILDBOT_BUILD_TIMEOUT, '--build-timeout', 'BUILDBOT_BUILD_TIMEOUT', TIMEOUT_DEFAULTS.buildSeconds),
     toolEnv: {

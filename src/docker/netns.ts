@@ -12,10 +12,10 @@ import type { BuildContainers } from './containers.js';
  * network (config.buildNetwork or the engine's default), a fresh namespace nobody else used.
  * One holder serves one container of one build, and goes with the build's other containers.
  */
-export async function startNetworkHolder(containers: BuildContainers, image: string, network: string | undefined, limits: Docker.HostConfig, signal: AbortSignal, watchdog: Watchdog): Promise<Docker.Container> {
+export async function startNetworkHolder(containers: BuildContainers, image: string, network: string | undefined, limits: Docker.HostConfig, signal: AbortSignal, watchdog: Watchdog, role = 'network'): Promise<Docker.Container> {
   // In the background, but nothing waits unguarded: a silent engine fails the build as a stall
   // here too, not only later in the step that takes the holder (issue 9).
-  const holder = await watchdog.engine('creating a network namespace ahead of a container', () => containers.create('network', {
+  const holder = await watchdog.engine('creating a network namespace ahead of a container', () => containers.create(role, {
     Image: image,
     Entrypoint: ['/bin/sh'],
     Cmd: [],

@@ -10,6 +10,9 @@ import { inBackground, type BuildContext } from './context.js';
 const lastBuilder = new Map<string, string>();
 const MAX_SERVICES = 1000;
 
+/** The builder image the service's last build in this process ran, if any. */
+export const lastBuilderImage = (serviceId: string): string | undefined => lastBuilder.get(serviceId);
+
 /** Remembers the builder image a build of the service just ran. */
 export function rememberBuilderImage(serviceId: string, image: string): void {
   lastBuilder.delete(serviceId);
@@ -23,7 +26,7 @@ export function rememberBuilderImage(serviceId: string, image: string): void {
  * holder). A holder that cannot be made (the image was removed meanwhile) is logged, and the
  * container that wanted it makes its own namespace, as without holders.
  */
-export function networkAhead(ctx: BuildContext, image = lastBuilder.get(ctx.request.serviceId)): Promise<Docker.Container | undefined> | undefined {
+export function networkAhead(ctx: BuildContext, image = lastBuilderImage(ctx.request.serviceId)): Promise<Docker.Container | undefined> | undefined {
   if (!image) return undefined;
   return inBackground(ctx, () => startNetworkHolder(ctx.containers, image, ctx.config.buildNetwork, limitsHostConfig(ctx.config.buildLimits), ctx.signal, ctx.watchdog)).catch((err: unknown) => {
     if (!ctx.signal.aborted) ctx.log('network-holder-failed', { build: ctx.buildId, error: ctx.out.redactor.redact(engineMessage(err)) });

@@ -13,7 +13,8 @@ import type { BuildContext, BuildHooks, BuildOutcome, ServerLog, Step } from './
 import { elapsed, runSteps } from './runner.js';
 import { createBuildSignal, timeLimitOf } from './build-signal.js';
 import { Watchdog } from '../watchdog.js';
-import { networkAhead } from './networks.js';
+import { lastBuilderImage, networkAhead } from './networks.js';
+import { keepSpare, takeSpare } from './spare-networks.js';
 import { BuildTrace, traceEngine, withTrace } from './trace.js';
 import { buildScriptStep } from './steps/build-script.js';
 import { checkoutStep } from './steps/checkout.js';
@@ -79,7 +80,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
   };
   log('build-start', { build: buildId, service: request.serviceId, revision: request.revision, image: request.image, tags: request.tags.join(',') });
   // The builder's network namespace is made while the login is checked and git runs.
-  ctx.builderNetwork = withTrace(ctx.trace, () => networkAhead(ctx));
+  ctx.builderNetwork = withTrace(ctx.trace, () => takeSpare(ctx, lastBuilderImage(request.serviceId)) ?? networkAhead(ctx));
   let exitCode = EXIT_OK;
   let error: BuildOutcome['error'];
   services?.running?.add(buildId);
@@ -113,6 +114,9 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
   if (exitCode !== EXIT_OK) ctx.out.line(`${elapsed(ctx)} | # failed with exit code ${exitCode}`);
   await ctx.out.close();
   services?.hooks?.finished?.({ exitCode, commit: ctx.commit, digest: ctx.digest, error });
+  // The next build of the service finds its builder's namespace ready (made after this one's end).
+  const builderImage = lastBuilderImage(request.serviceId);
+  if (exitCode === EXIT_OK && builderImage) keepSpare(docker, config, request.serviceId, builderImage, log);
   return exitCode;
 }
 

@@ -43,6 +43,7 @@ const FLAGS = {
   'stall-timeout': { type: 'string', describe: 'seconds an engine, git, hg or registry operation may stay silent before its build fails (env BUILDBOT_STALL_TIMEOUT, default 600)' },
   'build-timeout': { type: 'string', describe: 'seconds a build may run before it is cancelled; a request may lower it with --timeout (env BUILDBOT_BUILD_TIMEOUT, default 3600)' },
   'keepalive-interval': { type: 'string', describe: 'seconds between keepalive probes of a silent client (env BUILDBOT_KEEPALIVE_INTERVAL)' },
+  'spare-network': { type: 'string', describe: 'seconds a network namespace made after a service\'s build is kept for its next build; 0: off (env BUILDBOT_SPARE_NETWORK)' },
   'git-ssh-persist': { type: 'string', describe: 'seconds an idle SSH connection to a git host is kept for the next build with the same key; 0: off (env BUILDBOT_GIT_SSH_PERSIST)' },
   'keepalive-count': { type: 'string', describe: 'unanswered probes after which the client counts as gone and its build is cancelled (env BUILDBOT_KEEPALIVE_COUNT)' },
   'http-listen': { type: 'string', describe: 'HTTP API address, HOST:PORT, or none (env BUILDBOT_HTTP_LISTEN)' },
@@ -53,7 +54,7 @@ const FLAGS = {
 } as const;
 
 export const SERVER_DEFAULTS = {
-  listen: '127.0.0.1:2222', maxBuilds: 4, shutdownGraceSeconds: 30, loginGraceSeconds: 20, keepaliveIntervalSeconds: 15, keepaliveCount: 3, gitSshPersistSeconds: 60,
+  listen: '127.0.0.1:2222', maxBuilds: 4, shutdownGraceSeconds: 30, loginGraceSeconds: 20, keepaliveIntervalSeconds: 15, keepaliveCount: 3, gitSshPersistSeconds: 60, spareNetworkSeconds: 60,
   httpListen: '127.0.0.1:8080', historyPerService: 50, logCapMb: 10,
 };
 
@@ -131,6 +132,7 @@ export async function parseServerArgs(argv: readonly string[], env: Env): Promis
       // interval x count seconds; its build is then cancelled (see server.ts).
       keepaliveIntervalMs: 1000 * positiveInteger(pick('keepalive-interval', 'BUILDBOT_KEEPALIVE_INTERVAL') ?? String(SERVER_DEFAULTS.keepaliveIntervalSeconds), '--keepalive-interval'),
       gitSshPersistSeconds: positiveInteger(pick('git-ssh-persist', 'BUILDBOT_GIT_SSH_PERSIST') ?? String(SERVER_DEFAULTS.gitSshPersistSeconds), '--git-ssh-persist', true),
+      spareNetworkSeconds: positiveInteger(pick('spare-network', 'BUILDBOT_SPARE_NETWORK') ?? String(SERVER_DEFAULTS.spareNetworkSeconds), '--spare-network', true),
       keepaliveCountMax: positiveInteger(pick('keepalive-count', 'BUILDBOT_KEEPALIVE_COUNT') ?? String(SERVER_DEFAULTS.keepaliveCount), '--keepalive-count'),
       ...httpSettings(args, env, pick),
     },

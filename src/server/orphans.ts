@@ -5,6 +5,7 @@ import type Docker from 'dockerode';
 import { LABELS, removeContainer } from '../docker/containers.js';
 import type { ServerLog } from '../pipeline/context.js';
 import { keysDir } from '../vcs/ssh.js';
+import { SPARE_ROLE } from '../pipeline/spare-networks.js';
 
 function isAlive(pid: number): boolean {
   try {
@@ -37,13 +38,15 @@ export async function removeOrphanKeys(workDir: string, log: ServerLog): Promise
  * leftovers of an outage.
  */
 export async function removeOrphans(docker: Docker, log: ServerLog, running: ReadonlySet<string> = new Set()): Promise<number> {
-  const containers = await docker.listContainers({ all: true, filters: { label: [LABELS.build] } });
+  // Spare namespaces (src/pipeline/spare-networks.ts) belong to no build: their process removes its own.
+  const spares = await docker.listContainers({ all: true, filters: { label: [`${LABELS.role}=${SPARE_ROLE}`] } });
+  const containers = [...await docker.listContainers({ all: true, filters: { label: [LABELS.build] } }), ...spares];
   let removed = 0;
   for (const info of containers) {
     const pid = Number(info.Labels[LABELS.pid]);
     const build = info.Labels[LABELS.build];
     if (info.Labels[LABELS.host] !== os.hostname() || !pid) continue;
-    if (pid === process.pid ? running.has(build) : isAlive(pid)) continue;
+    if (pid === process.pid ? build === undefined || running.has(build) : isAlive(pid)) continue;
     try {
       await removeContainer(docker.getContainer(info.Id));
     } catch (err) {

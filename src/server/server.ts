@@ -16,6 +16,7 @@ import { loadOrCreateHostKey } from './host-key.js';
 import { removeOrphanKeys, removeOrphans } from './orphans.js';
 import { migrateCloneCaches } from '../pipeline/clone-cache.js';
 import { closeSshMasters } from '../vcs/ssh-master.js';
+import { dropSpares } from '../pipeline/spare-networks.js';
 import { BuildService } from '../service/service.js';
 import { History } from '../service/history.js';
 import { createMetrics } from '../service/metrics.js';
@@ -289,6 +290,7 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
       }
       clearTimeout(timer);
       log('git-ssh-closed', { connections: await closeSshMasters(config.workDir, config.toolEnv) });
+      await dropSpares(log);
       engineWatch.stop();
       // A short wait for removals still being retried; what is left, the next start's sweep removes.
       if (!(await removals.settle(Math.min(config.shutdownGraceMs, 5_000)))) removals.stop('the server is stopping; the orphan sweep of its next start removes it');

@@ -6,8 +6,8 @@ import { quote } from 'shell-quote';
 import { assertNoSecrets, buildArgs, headers, unique } from '../helpers/build.js';
 import { runCli } from '../helpers/cli.js';
 import { keyBase64, loginCmd, testEnv } from '../helpers/env.js';
-import { buildContainers } from '../helpers/docker.js';
-import { suiteRepos, suiteWorkDir } from '../helpers/fixtures.js';
+import { buildContainers, buildContainersOf } from '../helpers/docker.js';
+import { eventually, suiteRepos, suiteWorkDir } from '../helpers/fixtures.js';
 import { removeAll, staticSite } from '../helpers/repos.js';
 import { ssh, startServer, type ServerProcess } from '../helpers/server.js';
 
@@ -186,5 +186,80 @@ describe('speed: shortcuts that change nothing the build sees', () => {
     assert.match(wrong.stderr, /^error: registry 127\.0\.0\.1:\d+ refused the login of user "buildbot-test"/m);
     assert.deepEqual(headers(wrong.stdout), ['login']);
     assertNoSecrets(first.stdout, second.stdout, wrong.stdout, wrong.stderr, server.log());
+  });
+});
+
+describe('speed: a spare network namespace waits for the next build of a service', () => {
+  const repoWith = suiteRepos();
+  const servers: ServerProcess[] = [];
+  after(async () => {
+    for (const s of servers) if (s.child.exitCode === null) await s.stop('SIGKILL');
+    removeAll(...servers.map((s) => s.workDir));
+  });
+  const start = async (args: string[] = []) => {
+    const s = await startServer({ args: ['--max-builds', '2', ...args] });
+    servers.push(s);
+    return s;
+  };
+  const spares = async (service: string) => (await buildContainersOf('spare-network')).filter((c) => c.Labels['io.buildbot.service'] === service);
+  // The builder prints its host name: a container that joins a holder's namespace takes the holder's.
+  const hostProbe = () => staticSite({ buildExtra: 'echo "builder-host=$(hostname)"' });
+  const builderHost = (stdout: string) => /^builder-host=(\S+)$/m.exec(stdout)?.[1];
+
+  it('made after a build, taken by the next build\'s builder and removed with it; none is a build container; shutdown removes it', async () => {
+    const server = await start();
+    const repo = repoWith('spare', hostProbe());
+    const service = unique('spare');
+    const build = (tag: string) => ssh(server, remote(buildArgs({ service, repo: repo.url, revision: 'main', image: service, tags: [tag] })));
+    const first = await build('1');
+    assert.equal(first.code, 0, first.stderr);
+    await eventually(async () => (await spares(service)).some((c) => c.State === 'running'), 'the spare to run');
+    const [spare] = await spares(service);
+    assert.deepEqual(await buildContainers(), [], 'not a build container');
+    assert.equal(spare.Labels['io.buildbot.pid'], String(server.child.pid));
+
+    const second = await build('2');
+    assert.equal(second.code, 0, second.stderr);
+    assert.equal(builderHost(second.stdout), spare.Id.slice(0, 12), 'the builder joined the spare\'s namespace');
+    assert.deepEqual(await buildContainers(), [], 'the build removed it with its other containers');
+    await eventually(async () => (await spares(service)).length === 1, 'the next spare');
+    assert.notEqual((await spares(service))[0].Id, spare.Id, 'a spare serves one build');
+
+    // Another service never gets it.
+    const other = unique('spare-other');
+    const third = await ssh(server, remote(buildArgs({ service: other, repo: repo.url, revision: 'main', image: other, tags: ['1'] })));
+    assert.equal(third.code, 0, third.stderr);
+    assert.notEqual(builderHost(third.stdout), (await spares(service))[0].Id.slice(0, 12));
+    assert.equal((await spares(service)).length, 1);
+
+    assert.equal(await server.stop(), 0);
+    assert.deepEqual([...await spares(service), ...await spares(other)], [], 'shutdown removed the spares');
+    assert.doesNotMatch(server.log(), /spare-network-failed|cleanup-failed/);
+  });
+
+  it('goes when no build takes it in time; --spare-network 0 makes none; a killed server\'s spare goes at the next start', async () => {
+    const repo = repoWith('spare-ttl', hostProbe());
+    const service = unique('spare-ttl');
+    const args = () => remote(buildArgs({ service, repo: repo.url, revision: 'main', image: service, tags: ['1'] }));
+    const brief = await start(['--spare-network', '1']);
+    assert.equal((await ssh(brief, args())).code, 0);
+    await eventually(async () => (await spares(service)).length === 1, 'the spare');
+    await eventually(async () => (await spares(service)).length === 0, 'the spare to go after a second');
+    await brief.stop();
+
+    const off = await start(['--spare-network', '0']);
+    assert.equal((await ssh(off, args())).code, 0);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    assert.deepEqual(await spares(service), [], 'none made');
+    await off.stop();
+
+    const killed = await start();
+    assert.equal((await ssh(killed, args())).code, 0);
+    await eventually(async () => (await spares(service)).length === 1, 'the spare');
+    await killed.stop('SIGKILL');
+    const next = await start();
+    assert.deepEqual(await spares(service), [], 'the orphan sweep removed it');
+    assert.match(next.log(), /orphan-removed container=[0-9a-f]{12} service=spare-ttl-/);
+    await next.stop();
   });
 });

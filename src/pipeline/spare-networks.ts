@@ -1,0 +1,103 @@
+import os from 'node:os';
+import type Docker from 'dockerode';
+import type { Config } from '../config.js';
+import { BuildContainers, LABELS, removeContainer } from '../docker/containers.js';
+import { engineMessage } from '../docker/engine.js';
+import { limitsHostConfig } from '../docker/limits.js';
+import { startNetworkHolder } from '../docker/netns.js';
+import { Watchdog } from '../watchdog.js';
+import { inBackground, type BuildContext, type ServerLog } from './context.js';
+
+/**
+ * A network namespace made when a service's build has ended, for the builder of its next build.
+ * A holder started with a build (src/pipeline/networks.ts) is up ~0.2 s later; a new revision
+ * fetched through a shared SSH connection, or a rebuild, reaches build.sh sooner, and its builder
+ * then made a namespace of its own on the build's path (~0.1-0.2 s more than joining one). A
+ * spare made between builds is ready at once.
+ *
+ * Made under networkAhead's rule: from the builder image the service's own last build ran, and
+ * only taken by a build whose service last ran that same image. It is not a build's container
+ * (no io.buildbot.build label; role "spare-network"): it belongs to the server, which removes it
+ * when no build took it within config.spareNetworkSeconds, when the server stops, or, when its
+ * process died, at the next start's orphan sweep. One per service, at most MAX_SPARES in all. A
+ * build that takes one owns it from then on and removes it with its other containers.
+ */
+export const SPARE_ROLE = 'spare-network';
+const MAX_SPARES = 32;
+// Making a holder takes a fraction of a second; an engine that does not answer this long gets no spare.
+const MAKE_TIMEOUT_MS = 30_000;
+
+interface Spare {
+  image: string;
+  holder: Promise<Docker.Container | undefined>;
+  timer: NodeJS.Timeout;
+}
+
+const spares = new Map<string, Spare>();
+let closed = false;
+
+/** After a build of the service that ran `image`: makes a spare for its next build (in the background). */
+export function keepSpare(docker: Docker, config: Config, serviceId: string, image: string, log: ServerLog): void {
+  if (closed || config.spareNetworkSeconds <= 0 || spares.has(serviceId) || spares.size >= MAX_SPARES) return;
+  const containers = new BuildContainers(docker, { [LABELS.service]: serviceId, [LABELS.host]: os.hostname(), [LABELS.pid]: String(process.pid) });
+  // No build to fail: a silent engine just means no spare.
+  const stop = new AbortController();
+  const watchdog = new Watchdog(MAKE_TIMEOUT_MS, () => stop.abort(), (signal) => (docker.ping as (opts: object) => Promise<unknown>).call(docker, { abortSignal: signal }));
+  const holder = startNetworkHolder(containers, image, config.buildNetwork, limitsHostConfig(config.buildLimits), stop.signal, watchdog, SPARE_ROLE)
+    .catch(async (err: unknown) => {
+      log('spare-network-failed', { service: serviceId, error: engineMessage(err) });
+      if (spares.get(serviceId)?.holder === holder) spares.delete(serviceId);
+      await containers.removeAll().catch(() => undefined);
+      return undefined;
+    });
+  const timer = setTimeout(() => {
+    if (spares.get(serviceId)?.holder !== holder) return;
+    spares.delete(serviceId);
+    void discard(holder, log);
+  }, config.spareNetworkSeconds * 1000);
+  timer.unref();
+  spares.set(serviceId, { image, holder, timer });
+}
+
+/**
+ * The service's spare for this build's builder, if there is one made from `image` (the builder
+ * image its last build ran) and still running; the build removes it with its containers.
+ */
+export function takeSpare(ctx: BuildContext, image: string | undefined): Promise<Docker.Container | undefined> | undefined {
+  const spare = spares.get(ctx.request.serviceId);
+  if (!spare) return undefined;
+  spares.delete(ctx.request.serviceId);
+  clearTimeout(spare.timer);
+  if (spare.image !== image) {
+    void discard(spare.holder, ctx.log);
+    return undefined;
+  }
+  return inBackground(ctx, async () => {
+    const holder = await spare.holder;
+    if (!holder) return undefined;
+    ctx.cleanups.push(() => ctx.containers.remove(holder));
+    // The engine may have restarted, or someone removed it: a dead holder has no namespace to join.
+    const running = await holder.inspect({ abortSignal: ctx.signal } as object).then((info) => info.State.Running, () => false);
+    return running ? holder : undefined;
+  });
+}
+
+/** Removes every spare and makes no more (the server stops). */
+export async function dropSpares(log: ServerLog): Promise<void> {
+  closed = true;
+  const all = [...spares.values()];
+  spares.clear();
+  for (const spare of all) clearTimeout(spare.timer);
+  await Promise.all(all.map((spare) => discard(spare.holder, log)));
+}
+
+async function discard(holder: Promise<Docker.Container | undefined>, log: ServerLog): Promise<void> {
+  const container = await holder;
+  if (!container) return;
+  try {
+    await removeContainer(container);
+  } catch (err) {
+    // Its process's orphan sweep removes it at the next start.
+    log('spare-network-failed', { container: container.id.slice(0, 12), error: engineMessage(err) });
+  }
+}
