@@ -111,7 +111,10 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
   for (const timing of ctx.trace?.timings() ?? []) log('build-trace', { build: buildId, ...timing });
   if (config.traceCalls) for (const call of ctx.trace?.calls() ?? []) log('build-trace-call', { build: buildId, ...call });
   log('build-end', { build: buildId, service: request.serviceId, exit: exitCode, duration_ms: Date.now() - ctx.startedAt });
-  if (exitCode !== EXIT_OK) ctx.out.line(`${elapsed(ctx)} | # failed with exit code ${exitCode}`);
+  if (exitCode !== EXIT_OK) {
+    const how = error?.code === 'ECANCELLED' ? 'cancelled' : error?.code === 'ETIMEOUT' ? 'stopped at its time limit' : 'failed';
+    ctx.out.line(`${elapsed(ctx)} | # ${how} with exit code ${exitCode}`);
+  }
   await ctx.out.close();
   services?.hooks?.finished?.({ exitCode, commit: ctx.commit, digest: ctx.digest, error });
   // The next build of the service finds its builder's namespace ready (made after this one's end).

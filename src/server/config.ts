@@ -30,33 +30,35 @@ export interface ServerConfig extends Config {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-const FLAGS = {
-  listen: { type: 'string', describe: 'address to listen on, HOST:PORT (env BUILDBOT_LISTEN)' },
-  'work-dir': { type: 'string', describe: 'clone caches, pinned git host keys and the host key (env BUILDBOT_WORK_DIR)' },
-  'build-memory': { type: 'string', describe: 'memory of each builder and test container, e.g. 4g, 512m; 0 = no limit (env BUILDBOT_BUILD_MEMORY, default 4g)' },
-  'build-pids': { type: 'string', describe: 'processes at once in each builder and test container; 0 = no limit (env BUILDBOT_BUILD_PIDS, default 4096)' },
-  'authorized-key': { type: 'string', describe: 'the one public key allowed to build: a key line or @file (env SSH_PUBKEY_IN_INITIATE_BUILDS)' },
-  'host-key': { type: 'string', describe: 'host key file, generated on first start (env BUILDBOT_HOST_KEY)' },
-  'max-builds': { type: 'string', describe: 'builds running at once; more wait in line (env BUILDBOT_MAX_BUILDS)' },
-  'shutdown-grace': { type: 'string', describe: 'seconds running builds get to finish on SIGTERM (env BUILDBOT_SHUTDOWN_GRACE)' },
-  'login-grace-time': { type: 'string', describe: 'seconds a connection has to authenticate (env BUILDBOT_LOGIN_GRACE_TIME)' },
-  'stall-timeout': { type: 'string', describe: 'seconds an engine, git, hg or registry operation may stay silent before its build fails (env BUILDBOT_STALL_TIMEOUT, default 600)' },
-  'build-timeout': { type: 'string', describe: 'seconds a build may run before it is cancelled; a request may lower it with --timeout (env BUILDBOT_BUILD_TIMEOUT, default 3600)' },
-  'keepalive-interval': { type: 'string', describe: 'seconds between keepalive probes of a silent client (env BUILDBOT_KEEPALIVE_INTERVAL)' },
-  'spare-network': { type: 'string', describe: 'seconds a network namespace made after a service\'s build is kept for its next build; 0: off (env BUILDBOT_SPARE_NETWORK)' },
-  'git-ssh-persist': { type: 'string', describe: 'seconds an idle SSH connection to a git host is kept for the next build with the same key; 0: off (env BUILDBOT_GIT_SSH_PERSIST)' },
-  'keepalive-count': { type: 'string', describe: 'unanswered probes after which the client counts as gone and its build is cancelled (env BUILDBOT_KEEPALIVE_COUNT)' },
-  'http-listen': { type: 'string', describe: 'HTTP API address, HOST:PORT, or none (env BUILDBOT_HTTP_LISTEN)' },
-  'api-token': { type: 'string', describe: 'full-access API token or @file; repeatable (env BUILDBOT_API_TOKENS, comma-separated)' },
-  'api-read-token': { type: 'string', describe: 'read-only API token or @file; repeatable (env BUILDBOT_API_READ_TOKENS, comma-separated)' },
-  'history-per-service': { type: 'string', describe: 'finished builds kept per service in the history (env BUILDBOT_HISTORY_PER_SERVICE)' },
-  'log-cap-mb': { type: 'string', describe: 'output kept per build in the history, in MB: the head and the tail (env BUILDBOT_LOG_CAP_MB)' },
-} as const;
-
 export const SERVER_DEFAULTS = {
   listen: '127.0.0.1:2222', maxBuilds: 4, shutdownGraceSeconds: 30, loginGraceSeconds: 20, keepaliveIntervalSeconds: 15, keepaliveCount: 3, gitSshPersistSeconds: 60, spareNetworkSeconds: 60,
   httpListen: '127.0.0.1:8080', historyPerService: 50, logCapMb: 10,
 };
+const D = SERVER_DEFAULTS;
+
+// In the order an operator needs them; each names its variable and its default.
+const FLAGS = {
+  'authorized-key': { type: 'string', describe: 'the one public key allowed to build over SSH: a key line or @file (env SSH_PUBKEY_IN_INITIATE_BUILDS; required)' },
+  listen: { type: 'string', describe: `SSH address, HOST:PORT (env BUILDBOT_LISTEN, default ${D.listen})` },
+  'http-listen': { type: 'string', describe: `HTTP API and web monitor address, HOST:PORT, or none (env BUILDBOT_HTTP_LISTEN, default ${D.httpListen})` },
+  'api-token': { type: 'string', describe: 'full-access API token or @file; repeatable (env BUILDBOT_API_TOKENS, comma-separated; none: the API refuses every request)' },
+  'api-read-token': { type: 'string', describe: 'read-only API token or @file; repeatable (env BUILDBOT_API_READ_TOKENS, comma-separated)' },
+  'work-dir': { type: 'string', describe: 'clone caches, history, pinned git host keys and the host key (env BUILDBOT_WORK_DIR, default ./buildbot-work)' },
+  'host-key': { type: 'string', describe: 'host key file, generated on first start (env BUILDBOT_HOST_KEY, default <work-dir>/ssh_host_ed25519_key)' },
+  'max-builds': { type: 'string', describe: `builds running at once; more wait in line (env BUILDBOT_MAX_BUILDS, default ${D.maxBuilds})` },
+  'stall-timeout': { type: 'string', describe: 'seconds an engine, git, hg or registry operation may stay silent before its build fails (env BUILDBOT_STALL_TIMEOUT, default 600)' },
+  'build-timeout': { type: 'string', describe: 'seconds a build may run before it is cancelled; a request may lower it with --timeout (env BUILDBOT_BUILD_TIMEOUT, default 3600)' },
+  'build-memory': { type: 'string', describe: 'memory of each builder and test container, e.g. 4g, 512m; 0 = no limit (env BUILDBOT_BUILD_MEMORY, default 4g)' },
+  'build-pids': { type: 'string', describe: 'processes at once in each builder and test container; 0 = no limit (env BUILDBOT_BUILD_PIDS, default 4096)' },
+  'shutdown-grace': { type: 'string', describe: `seconds running builds get to finish on SIGTERM (env BUILDBOT_SHUTDOWN_GRACE, default ${D.shutdownGraceSeconds})` },
+  'login-grace-time': { type: 'string', describe: `seconds an SSH connection has to authenticate (env BUILDBOT_LOGIN_GRACE_TIME, default ${D.loginGraceSeconds})` },
+  'keepalive-interval': { type: 'string', describe: `seconds between keepalive probes of a silent SSH client (env BUILDBOT_KEEPALIVE_INTERVAL, default ${D.keepaliveIntervalSeconds})` },
+  'keepalive-count': { type: 'string', describe: `unanswered probes after which the client counts as gone and its build is cancelled (env BUILDBOT_KEEPALIVE_COUNT, default ${D.keepaliveCount})` },
+  'git-ssh-persist': { type: 'string', describe: `seconds an idle SSH connection to a git host is kept for the next build with the same key; 0: off (env BUILDBOT_GIT_SSH_PERSIST, default ${D.gitSshPersistSeconds})` },
+  'spare-network': { type: 'string', describe: `seconds a network namespace made after a service's build is kept for its next build; 0: off (env BUILDBOT_SPARE_NETWORK, default ${D.spareNetworkSeconds})` },
+  'history-per-service': { type: 'string', describe: `finished builds kept per service in the history (env BUILDBOT_HISTORY_PER_SERVICE, default ${D.historyPerService})` },
+  'log-cap-mb': { type: 'string', describe: `output kept per build in the history, in MB: the head and the tail (env BUILDBOT_LOG_CAP_MB, default ${D.logCapMb})` },
+} as const;
 
 export type ServerArgs = { kind: 'help'; text: string } | { kind: 'serve'; config: ServerConfig };
 
@@ -67,7 +69,7 @@ export async function parseServerArgs(argv: readonly string[], env: Env): Promis
   try {
     args = await yargs()
       .scriptName('buildbot-server')
-      .usage('Usage: buildbot-server --authorized-key "ssh-ed25519 AAAA…" [options]\n\nServes buildbot.sh over SSH to the holder of one key.')
+      .usage('Usage: buildbot-server --authorized-key "ssh-ed25519 AAAA…" [options]\n\nServes buildbot.sh over SSH to the holder of one key, and the same builds over an HTTP API with a web monitor for holders of an API token.')
       .options(FLAGS)
       .parserConfiguration({ 'camel-case-expansion': false, 'parse-numbers': false })
       .strict()

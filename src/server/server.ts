@@ -239,6 +239,9 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
       tcp.off('error', reject);
       resolve();
     });
+  }).catch((err: NodeJS.ErrnoException) => {
+    // A busy or wrong address is the operator's to fix, as for --http-listen: exit 2, naming the flag.
+    throw errors.usage(`--listen ${config.listen.host}:${config.listen.port}: ${err.code === 'EADDRINUSE' ? 'the address is in use' : err.message}; pick another with --listen`);
   });
   const address = tcp.address() as AddressInfo;
   let httpFront: RunningHttp | undefined;

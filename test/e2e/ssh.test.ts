@@ -6,7 +6,7 @@ import path from 'node:path';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { quote } from 'shell-quote';
-import { keyPath } from '../helpers/env.js';
+import { engineEnv, keyPath } from '../helpers/env.js';
 import { assertNoSecrets, buildArgs, headers, resultMeta, unique } from '../helpers/build.js';
 import { buildContainers, buildContainersOf } from '../helpers/docker.js';
 import { registryTags } from '../helpers/registry.js';
@@ -250,6 +250,19 @@ describe('the SSH server across restarts and signals', () => {
     assert.match(res, /^error: no authorized key: the server never starts open/m);
     assert.match(res, /--authorized-key "\$\(cat ~\/\.ssh\/id_ed25519\.pub\)"/);
     assert.match(res, /exit=2$/m);
+  });
+
+  it('a busy address stops it at start: exit 2, naming the flag to change', async () => {
+    const first = await startServer();
+    const run = (args: string) => execFileSync('sh', ['-c', `${process.execPath} dist/src/cli/server-main.js --authorized-key @${keyPath('client_ed25519.pub')} --work-dir ${first.workDir} ${args} 2>&1; echo "exit=$?"`], { encoding: 'utf8', env: { PATH: process.env.PATH, ...engineEnv() } });
+    const ssh = run(`--listen 127.0.0.1:${first.port} --http-listen none`);
+    assert.match(ssh, new RegExp(`^error: --listen 127\\.0\\.0\\.1:${first.port}: the address is in use; pick another with --listen$`, 'm'));
+    assert.match(ssh, /exit=2$/m);
+    const http = run(`--listen 127.0.0.1:0 --http-listen 127.0.0.1:${first.httpPort}`);
+    assert.match(http, new RegExp(`^error: --http-listen 127\\.0\\.0\\.1:${first.httpPort}: the address is in use; pick another with --http-listen`, 'm'));
+    assert.match(http, /exit=2$/m);
+    await first.stop();
+    removeAll(first.workDir);
   });
 
   it('keeps its host key across restarts and prints its fingerprint', async () => {
