@@ -7,7 +7,8 @@
  * A bench script, not a test: it measures memory, and takes a minute or more on a loaded machine.
  * Run: bash bench/soak.sh   (brings up the test environment, as npm test does)
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { quote } from 'shell-quote';
@@ -26,13 +27,82 @@ const BUILDS = 30;
 const ROUNDS = Number(process.env.SOAK_ROUNDS) || 1;
 const EXPECTED: Record<Kind, number> = { success: 0, fail: 3, cancel: 130, disconnect: 130 };
 
+/**
+ * SOAK_HEAP=1: the server writes a heap snapshot (V8 collects garbage first) at idle and after
+ * each round; the live heap of each is reported, and what grew most between the last two. RSS
+ * alone cannot tell a leak from a heap V8 has not shrunk yet.
+ */
+const HEAP = process.env.SOAK_HEAP === '1';
+
+interface HeapSummary {
+  totalMb: number;
+  /** "type name" -> count and bytes of the objects of that constructor (or kind). */
+  groups: Map<string, { count: number; bytes: number }>;
+}
+
+/** Has the server (started with --heapsnapshot-signal=SIGUSR2, in dir) write a snapshot, and sums it up. */
+async function heapSnapshot(pid: number, dir: string): Promise<HeapSummary> {
+  const before = new Set(readdirSync(dir));
+  process.kill(pid, 'SIGUSR2');
+  let file: string | undefined;
+  for (const deadline = Date.now() + 120_000; !file; await sleep(200)) {
+    if (Date.now() > deadline) throw new Error('no heap snapshot within 120 s');
+    const fresh = readdirSync(dir).find((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
+    // Written in pieces: complete once it parses.
+    if (fresh) {
+      try {
+        const text = readFileSync(path.join(dir, fresh), 'utf8');
+        JSON.parse(text);
+        file = fresh;
+      } catch {
+        // not complete yet
+      }
+    }
+  }
+  const snapshot = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as {
+    snapshot: { meta: { node_fields: string[]; node_types: [string[]] } };
+    nodes: number[];
+    strings: string[];
+  };
+  rmSync(path.join(dir, file));
+  const fields = snapshot.snapshot.meta.node_fields;
+  const [typeAt, nameAt, sizeAt] = ['type', 'name', 'self_size'].map((f) => fields.indexOf(f));
+  const types = snapshot.snapshot.meta.node_types[0];
+  const groups = new Map<string, { count: number; bytes: number }>();
+  let total = 0;
+  for (let i = 0; i < snapshot.nodes.length; i += fields.length) {
+    const type = types[snapshot.nodes[i + typeAt]];
+    const size = snapshot.nodes[i + sizeAt];
+    total += size;
+    // Strings and code by kind; objects and closures by constructor or function name.
+    const key = type === 'object' || type === 'closure' ? `${type} ${snapshot.strings[snapshot.nodes[i + nameAt]].slice(0, 60)}` : type;
+    const group = groups.get(key) ?? { count: 0, bytes: 0 };
+    group.count++;
+    group.bytes += size;
+    groups.set(key, group);
+  }
+  return { totalMb: total / 1024 / 1024, groups };
+}
+
+/** The groups that grew most from one snapshot to the next, by bytes. */
+function growth(from: HeapSummary, to: HeapSummary, top = 8): string[] {
+  return [...to.groups].map(([key, g]) => ({ key, count: g.count - (from.groups.get(key)?.count ?? 0), bytes: g.bytes - (from.groups.get(key)?.bytes ?? 0) }))
+    .sort((a, b) => b.bytes - a.bytes).slice(0, top)
+    .map((g) => `${g.key}: ${g.count >= 0 ? '+' : ''}${g.count} objects, ${(g.bytes / 1024).toFixed(0)} KB`);
+}
+
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 const remote = (args: string[]) => [quote(['buildbot.sh', ...args])];
 
 async function main(): Promise<void> {
   const run = process.pid;
-  const server = await startServer({ args: ['--max-builds', '4', '--keepalive-interval', '1', '--keepalive-count', '2'] });
+  const snapshots = mkdtempSync(path.join(os.tmpdir(), 'soak-heap-'));
+  const server = await startServer({
+    args: ['--max-builds', '4', '--keepalive-interval', '1', '--keepalive-count', '2'],
+    ...(HEAP ? { env: { NODE_OPTIONS: '--heapsnapshot-signal=SIGUSR2' }, cwd: snapshots } : {}),
+  });
   const pid = server.child.pid!;
+  const heaps: HeapSummary[] = [];
   // One repository per service, one branch per outcome.
   const repos = Array.from({ length: SERVICES }, (_, i) => {
     const repo = new GitRepo(`soak-${run}-${i}`);
@@ -42,6 +112,7 @@ async function main(): Promise<void> {
     return repo;
   });
   await sleep(2000);
+  if (HEAP) heaps.push(await heapSnapshot(pid, snapshots));
   const idle = rssMb(pid);
   let peak = idle;
   const sampler = setInterval(() => (peak = Math.max(peak, rssMb(pid))), 100);
@@ -86,6 +157,7 @@ async function main(): Promise<void> {
     })));
     await sleep(3000);
     afterRound.push(rssMb(pid));
+    if (HEAP) heaps.push(await heapSnapshot(pid, snapshots));
   }
   const wall = (Date.now() - started) / 1000;
 
@@ -121,6 +193,12 @@ async function main(): Promise<void> {
   const byKind = KINDS.map((k) => `${k} ${outcomes.filter((o) => o.kind === k).length}`).join(', ');
   console.log(`soak: ${BUILDS * ROUNDS} builds (${byKind}) across ${SERVICES} services, --max-builds 4: ${wall.toFixed(1)} s wall`);
   console.log(`soak: server RSS idle ${idle.toFixed(1)} MB, peak ${peak.toFixed(1)} MB, after each round ${afterRound.map((r) => r.toFixed(1)).join(', ')} MB, at the end ${after.toFixed(1)} MB`);
+  if (HEAP) {
+    console.log(`soak: live heap after a collection: idle ${heaps[0].totalMb.toFixed(1)} MB, after each round ${heaps.slice(1).map((h) => h.totalMb.toFixed(1)).join(', ')} MB`);
+    const [from, to] = heaps.slice(-2);
+    console.log(`soak: grew most between the last two snapshots:\n  ${growth(from, to).join('\n  ')}`);
+  }
+  rmSync(snapshots, { recursive: true, force: true });
   if (problems.length) {
     console.log(`soak: FAILED\n  ${problems.join('\n  ')}`);
     process.exitCode = 1;

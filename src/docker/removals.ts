@@ -10,6 +10,8 @@ export interface RemovalOptions {
   maxDelayMs?: number;
   /** Retries while the engine answers but refuses; while it does not answer at all, retries never stop. */
   maxRefusals?: number;
+  /** How long one attempt waits for the engine (REMOVE_TIMEOUT_MS). */
+  timeoutMs?: number;
 }
 
 interface Pending {
@@ -37,11 +39,13 @@ export class Removals {
   private readonly firstDelayMs: number;
   private readonly maxDelayMs: number;
   private readonly maxRefusals: number;
+  private readonly timeoutMs?: number;
 
   constructor(private readonly log: ServerLog, options: RemovalOptions = {}) {
     this.firstDelayMs = options.firstDelayMs ?? 1_000;
     this.maxDelayMs = options.maxDelayMs ?? 30_000;
     this.maxRefusals = options.maxRefusals ?? 5;
+    this.timeoutMs = options.timeoutMs;
   }
 
   /** Removes the container now; if that fails, keeps trying in the background. Never throws. */
@@ -99,14 +103,15 @@ export class Removals {
     entry.running = (async () => {
       entry.attempts++;
       try {
-        await removeContainer(entry.container);
+        await removeContainer(entry.container, this.timeoutMs);
         if (this.pending.get(entry.container.id) !== entry) return;
         this.pending.delete(entry.container.id);
         if (entry.attempts > 1) this.log('cleanup-done', { ...entry.fields, attempts: entry.attempts });
         this.notifyIdle();
       } catch (err) {
         if (this.stopped || this.pending.get(entry.container.id) !== entry) return;
-        const unreachable = isEngineConnectionLoss(err);
+        // A removal the engine did not answer in time (a frozen engine) is retried like one it could not be asked.
+        const unreachable = isEngineConnectionLoss(err) || (err as NodeJS.ErrnoException).code === 'ETIMEDOUT';
         if (!unreachable && ++entry.refusals > this.maxRefusals) {
           this.pending.delete(entry.container.id);
           this.log('cleanup-gave-up', { ...entry.fields, attempts: entry.attempts, error: engineMessage(err), reason: 'the engine refused the removal' });

@@ -24,13 +24,14 @@ export interface ServerProcess {
 }
 
 /** Starts the real bin/buildbot-server on a free loopback port and waits until it listens. */
-export async function startServer(opts: { workDir?: string; args?: string[]; env?: Record<string, string> } = {}): Promise<ServerProcess> {
+export async function startServer(opts: { workDir?: string; args?: string[]; env?: Record<string, string>; cwd?: string } = {}): Promise<ServerProcess> {
   const workDir = opts.workDir ?? mkdtempSync(path.join(os.tmpdir(), 'buildbot-server-'));
   // The HTTP API on a free port too: its default (8080) would collide between servers.
   const http = opts.args?.includes('--http-listen') ? [] : ['--http-listen', '127.0.0.1:0'];
   const child = spawn(BUILDBOT_SERVER, ['--listen', '127.0.0.1:0', '--work-dir', workDir, '--authorized-key', `@${keyPath('client_ed25519.pub')}`, ...http, ...(opts.args ?? [])], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...engineEnv(), ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: opts.cwd,
   });
   const log = new GrowingText();
   child.stderr!.on('data', (d: Buffer) => log.append(d));

@@ -5,7 +5,9 @@ import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { removeContainer } from '../../src/docker/containers.js';
 import { createDocker } from '../../src/docker/engine.js';
+import { Removals } from '../../src/docker/removals.js';
 import type { Config } from '../../src/config.js';
 
 /**
@@ -47,6 +49,21 @@ describe('an engine connection cut in the middle of an answer', () => {
     const free = Object.values(agent.freeSockets).flat();
     assert.ok(free.length >= 1, 'the connection was kept alive');
     for (const socket of free) assert.ok(socket!.listenerCount('end') <= 2, `listeners on a kept-alive socket: ${socket!.listenerCount('end')}`);
+  });
+
+  it('a removal the engine does not answer fails after its timeout, and Removals retries it as an engine away', async () => {
+    const frozen = docker().getContainer('slow');
+    await assert.rejects(removeContainer(frozen, 100), (err: NodeJS.ErrnoException) => err.code === 'ETIMEDOUT');
+    const events: string[] = [];
+    // One refusal would be the end; timeouts are not refusals, so the retries go on.
+    const removals = new Removals((event) => events.push(event), { firstDelayMs: 10, maxDelayMs: 20, maxRefusals: 1, timeoutMs: 50 });
+    await removals.remove(frozen);
+    for (const deadline = Date.now() + 5_000; events.filter((e) => e === 'cleanup-retry').length < 4;) {
+      assert.ok(Date.now() < deadline, `retries: ${events.join(', ')}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok(!events.includes('cleanup-gave-up'), events.join(', '));
+    removals.stop('the test is over');
   });
 
   it('an aborted wait still fails with the abort, not as a cut', async () => {
