@@ -431,6 +431,36 @@ describe('build history across restarts', () => {
       removeAll(first.workDir);
     }
   });
+
+  it('buildbot.sh --server resumes after its server restarts, prints nothing twice, and exits 255 for the abandoned build', async () => {
+    const first = await startServer({ args: ['--api-token', FULL] });
+    const port = first.httpPort;
+    const repo = repoWith('resume', staticSite({ buildExtra: 'echo "build underway"; sleep 120' }));
+    const service = unique('resume');
+    const run = spawnRunning(BUILDBOT_SH, ['--server', `http://127.0.0.1:${port}`, ...buildArgs({ service, repo: repo.url, revision: 'main', image: service })], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...engineEnv(), BUILDBOT_TOKEN: FULL },
+    });
+    let second: ServerProcess | undefined;
+    try {
+      await run.waitFor(/build underway/, 60_000);
+      const list = await fetch(`http://127.0.0.1:${port}/api/v1/builds?service_id=${service}`, { headers: { Authorization: `Bearer ${FULL}` } });
+      const [{ id }] = ((await list.json()) as { builds: Array<{ id: string }> }).builds;
+      const storedLog = path.join(first.workDir, '.history', `${id}.ndjson`);
+      await eventually(() => readFileSync(storedLog, 'utf8').includes('build underway'), 'the line to be stored', 10_000);
+      await first.stop('SIGKILL');
+      // The client retries for about half a minute; the new server takes the same port and work dir.
+      second = await startServer({ workDir: first.workDir, args: ['--api-token', FULL, '--http-listen', `127.0.0.1:${port}`] });
+      const res = await run.done;
+      assert.equal(res.code, 255, res.stderr);
+      assert.match(res.stderr, new RegExp(`^error: build ${id} was abandoned: the server stopped while it ran$`, 'm'));
+      assert.equal(res.stdout.split('build underway').length, 2, 'the line was printed once');
+      await eventually(async () => (await buildContainers()).length === 0, 'the orphaned builder to be removed');
+    } finally {
+      run.child.kill('SIGKILL');
+      await second?.stop();
+      removeAll(first.workDir);
+    }
+  });
 });
 
 describe('the HTTP API while idle and while stopping', () => {
