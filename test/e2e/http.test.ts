@@ -78,7 +78,8 @@ describe('the HTTP API', () => {
 
     const missing = await call('/api/v1/builds', body({ service_id: 'x' }));
     assert.equal(missing.status, 400);
-    assert.deepEqual(missing.json().error, { code: 'EUSAGE', message: 'missing "repo"', field: 'repo' });
+    // Every missing field at once; `field` names the first.
+    assert.deepEqual(missing.json().error, { code: 'EUSAGE', message: 'missing "repo", "revision", "image" and "tags"', field: 'repo' });
     const unknown = await call('/api/v1/builds', body({ ...request('x', 'ssh://h/r'), colour: 'blue' }));
     assert.equal(unknown.json().error.field, 'colour');
     const badTag = await call('/api/v1/builds', body({ ...request('x', 'ssh://h/r'), tags: ['-bad'] }));
