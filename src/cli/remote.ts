@@ -42,6 +42,11 @@ export async function remoteMain(argv: readonly string[], env: Env): Promise<num
     return 0;
   }
   const token = env.BUILDBOT_TOKEN ?? '';
+  if (!token) {
+    process.stderr.write('error: BUILDBOT_TOKEN is not set; export the API token the server was given with --api-token (full access): BUILDBOT_TOKEN=… buildbot.sh --server URL …\n');
+    // As ssh exits without a key it may use: the server was not asked.
+    return EXIT_UNREACHABLE;
+  }
   const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', Accept: 'application/x-ndjson' };
   const api = (path: string) => new URL(`${server.pathname.replace(/\/+$/, '')}${path}`, server);
 

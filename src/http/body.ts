@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { BuildError, errors, fieldOf, isBuildError } from '../errors.js';
 import { createRedactor } from '../io/redact.js';
-import { parseBuildCommand } from '../request/parse.js';
+import { isBuildFlag, LOCAL_ONLY, localOnlyMessage, parseBuildCommand } from '../request/parse.js';
 import { secretsInRawArguments } from '../request/raw-secrets.js';
 import type { BuildRequest } from '../request/types.js';
 
@@ -54,8 +54,11 @@ export async function requestFromJson(body: unknown): Promise<BuildRequest> {
   const argv: string[] = [];
   const secrets: string[] = [];
   for (const [key, value] of Object.entries(body as Record<string, unknown>)) {
+    if ((LOCAL_ONLY as readonly string[]).includes(key)) throw new HttpError(400, 'EUSAGE', localOnlyMessage(key), key);
     if (!/^[a-z][a-z0-9_]{0,63}$/.test(key) || key === 'tag' || key === 'help') {
-      throw new HttpError(400, 'EUSAGE', `unknown field${/^[\w-]{1,64}$/.test(key) ? ` "${key}"` : ''}${key === 'tag' ? '; give the tags as an array in "tags"' : ''}`, key.slice(0, 64));
+      const underscored = key.replace(/-/g, '_');
+      const hint = key === 'tag' ? '; give the tags as an array in "tags"' : underscored !== key && isBuildFlag(underscored) ? ` (did you mean "${underscored}"?)` : '';
+      throw new HttpError(400, 'EUSAGE', `unknown field${/^[\w-]{1,64}$/.test(key) ? ` "${key}"` : ''}${hint}`, key.slice(0, 64));
     }
     const flag = key === 'tags' ? 'tag' : key;
     const values = Array.isArray(value) ? value : [value];

@@ -257,10 +257,12 @@ function authorize(req: IncomingMessage, res: ServerResponse, deps: HttpDeps, ne
   const access = deps.tokens.check(req);
   if (access === 'none') {
     const given = req.headers.authorization !== undefined;
+    const bearer = given && /^Bearer /i.test(req.headers.authorization!);
     res.setHeader('WWW-Authenticate', `Bearer realm="buildbot"${given ? ', error="invalid_token"' : ''}`);
     sendError(res, new HttpError(401, 'EUNAUTHORIZED', !deps.tokens.configured
       ? 'this server has no API token configured, so every API request is refused; start it with --api-token (or BUILDBOT_API_TOKENS)'
-      : given ? 'the token is not valid for this server' : 'send a token: Authorization: Bearer TOKEN'));
+      : bearer ? 'the token is not valid for this server'
+        : given ? 'the Authorization header must read "Bearer TOKEN"' : 'send a token: Authorization: Bearer TOKEN'));
     return false;
   }
   if (need === 'full' && access !== 'full') {

@@ -33,8 +33,12 @@ const FLAGS = {
   ...BUILD_FLAGS,
 } as const;
 
-/** Flags only the local command takes: over SSH the server's own settings hold. */
-const LOCAL_ONLY = ['stall-timeout', 'build-timeout'] as const;
+/** Flags only the local command takes: over SSH and HTTP the server's own settings hold. */
+export const LOCAL_ONLY = ['stall-timeout', 'build-timeout'] as const;
+
+export const isBuildFlag = (name: string) => Object.hasOwn(FLAGS, name);
+
+export const localOnlyMessage = (name: string) => `--${name} is a setting of the server (buildbot-server --${name}), not of a request; --timeout SECONDS lowers this build's time limit`;
 
 const REQUIRED = ['service_id', 'repo', 'revision', 'image', 'tag'] as const;
 
@@ -95,7 +99,7 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
   const missing = REQUIRED.filter((name) => args[name] === undefined || args[name] === '').map((name) => `--${name}`);
   if (missing.length) throw errors.usage(`missing ${missing.length === 1 ? missing[0] : `${missing.slice(0, -1).join(', ')} and ${missing.at(-1)}`}`);
   for (const name of LOCAL_ONLY) {
-    if (!local && args[name] !== undefined) throw errors.usage(`--${name} is a setting of the server (buildbot-server --${name}), not of a request; --timeout SECONDS lowers this build's time limit`);
+    if (!local && args[name] !== undefined) throw errors.usage(localOnlyMessage(name));
   }
   const timeout = str('timeout');
   if (timeout !== undefined && (!/^\d{1,7}$/.test(timeout) || Number(timeout) === 0)) throw errors.usage(`--timeout "${timeout}" is not a positive whole number of seconds`);

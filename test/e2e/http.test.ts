@@ -62,6 +62,13 @@ describe('the HTTP API', () => {
     assert.equal(wrong.status, 401);
     assert.match(wrong.headers.get('www-authenticate')!, /error="invalid_token"/);
     assert.equal((await call('/metrics', { token: null })).status, 401);
+    const noBearer = await call('/api/v1/builds', { token: null, headers: { Authorization: FULL } });
+    assert.equal(noBearer.status, 401);
+    assert.match(noBearer.json().error.message, /the Authorization header must read "Bearer TOKEN"/);
+    assert.ok(!noBearer.text.includes(FULL), 'the token is not echoed');
+    const hyphen = await call('/api/v1/builds', body({ ...request('x', 'ssh://h/r'), 'service-id': 'x' }));
+    assert.equal(hyphen.status, 400);
+    assert.equal(hyphen.json().error.message, 'unknown field "service-id" (did you mean "service_id"?)');
 
     const readOnly = await call('/api/v1/builds', { ...body(request('x', 'ssh://h/r')), token: READ });
     assert.equal(readOnly.status, 403);
@@ -311,6 +318,10 @@ describe('buildbot.sh --server', () => {
     assert.match(badToken.stderr, /^error: the token is not valid for this server; set BUILDBOT_TOKEN/m);
     const noToken = await remote(['--server', url(), ...args], { BUILDBOT_TOKEN: '' }).done;
     assert.equal(noToken.code, 255);
+    assert.match(noToken.stderr, /^error: BUILDBOT_TOKEN is not set; export the API token/m);
+    const localOnly = await remote(['--server', url(), ...args, '--stall-timeout', '5']).done;
+    assert.equal(localOnly.code, 2);
+    assert.match(localOnly.stderr, /^error: --stall-timeout is a setting of the server \(buildbot-server --stall-timeout\), not of a request/m);
 
     const closed = net.createServer();
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
