@@ -268,6 +268,15 @@ describe('the web monitor in a real browser', () => {
     assert.equal(forged.status(), 403);
     assert.equal(await statusOf(id), 'running');
 
+    // The page asks first: dismissed, nothing happens.
+    const asked: string[] = [];
+    page.once('dialog', (dialog) => { asked.push(dialog.message()); void dialog.dismiss(); });
+    await page.click('#cancel');
+    assert.match(asked[0] ?? '', new RegExp(`^Cancel build ${id}\\?`));
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await statusOf(id), 'running', 'a dismissed question cancels nothing');
+
+    page.once('dialog', (dialog) => void dialog.accept());
     await page.click('#cancel');
     await page.waitForSelector('#build-header.st-cancelled', { timeout: 60_000 });
     await page.waitForSelector('.exit-line');

@@ -31,6 +31,12 @@ const usedIds = new Set<string>();
 let ended = false;
 let wroteOutput = false;
 
+// Cancelling cannot be undone (containers go, no tag is pushed after it): one click must not do it.
+// On the document: the header, form included, is drawn again as the build moves on.
+document.addEventListener('submit', (event: any) => {
+  if (event.target?.id === 'cancel-form' && !window.confirm(`Cancel build ${buildId}? Its containers are removed and no further tag is pushed.`)) event.preventDefault();
+});
+
 // ---- sections and lines ----
 
 const STATE_WORD: Record<string, [string, string]> = { running: ['●', 'running'], ok: ['✓', 'succeeded'], failed: ['✕', 'failed'] };
