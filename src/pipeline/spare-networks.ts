@@ -13,14 +13,14 @@ import { inBackground, type BuildContext, type ServerLog } from './context.js';
  * A holder started with a build (src/pipeline/networks.ts) is up ~0.2 s later; a new revision
  * fetched through a shared SSH connection, or a rebuild, reaches build.sh sooner, and its builder
  * then made a namespace of its own on the build's path (~0.1-0.2 s more than joining one). A
- * spare made between builds is ready at once.
+ * spare made between builds is ready at once. Two are made: the builder's and the in-image test's.
  *
  * Made under networkAhead's rule: from the builder image the service's own last build ran, and
- * only taken by a build whose service last ran that same image. It is not a build's container
+ * only taken by a build whose service last ran that same image. A spare is not a build's container
  * (no io.buildbot.build label; role "spare-network"): it belongs to the server, which removes it
  * when no build took it within config.spareNetworkSeconds, when the server stops, or, when its
- * process died, at the next start's orphan sweep. One per service, at most MAX_SPARES in all. A
- * build that takes one owns it from then on and removes it with its other containers.
+ * process died, at the next start's orphan sweep. Two per service, for at most MAX_SPARES services.
+ * A build that takes one owns it from then on and removes it with its other containers.
  */
 export const SPARE_ROLE = 'spare-network';
 const MAX_SPARES = 32;
@@ -29,9 +29,14 @@ const MAKE_TIMEOUT_MS = 30_000;
 
 interface Spare {
   image: string;
-  holder: Promise<Docker.Container | undefined>;
+  holders: Array<Promise<Docker.Container | undefined>>;
   timer: NodeJS.Timeout;
 }
+
+// One for the builder, one for the in-image test: no namespace is then made while the build runs.
+// In an A/B two made rebuilds and new revisions 0.77-0.91 of the time one took: the test's holder was
+// made while the image step read /project and built, and slowed both.
+const PER_SERVICE = 2;
 
 const spares = new Map<string, Spare>();
 let closed = false;
@@ -39,41 +44,52 @@ let closed = false;
 /** After a build of the service that ran `image`: makes a spare for its next build (in the background). */
 export function keepSpare(docker: Docker, config: Config, serviceId: string, image: string, log: ServerLog): void {
   if (closed || config.spareNetworkSeconds <= 0 || spares.has(serviceId) || spares.size >= MAX_SPARES) return;
-  const containers = new BuildContainers(docker, { [LABELS.service]: serviceId, [LABELS.host]: os.hostname(), [LABELS.pid]: String(process.pid) });
-  // No build to fail: a silent engine just means no spare.
-  const stop = new AbortController();
-  const watchdog = new Watchdog(MAKE_TIMEOUT_MS, () => stop.abort(), (signal) => (docker.ping as (opts: object) => Promise<unknown>).call(docker, { abortSignal: signal }));
-  const holder = startNetworkHolder(containers, image, config.buildNetwork, limitsHostConfig(config.buildLimits), stop.signal, watchdog, SPARE_ROLE)
-    .catch(async (err: unknown) => {
-      log('spare-network-failed', { service: serviceId, error: engineMessage(err) });
-      if (spares.get(serviceId)?.holder === holder) spares.delete(serviceId);
-      await containers.removeAll().catch(() => undefined);
-      return undefined;
-    });
-  const timer = setTimeout(() => {
-    if (spares.get(serviceId)?.holder !== holder) return;
-    spares.delete(serviceId);
-    void discard(holder, log);
-  }, config.spareNetworkSeconds * 1000);
-  timer.unref();
-  spares.set(serviceId, { image, holder, timer });
+  const make = () => {
+    const containers = new BuildContainers(docker, { [LABELS.service]: serviceId, [LABELS.host]: os.hostname(), [LABELS.pid]: String(process.pid) });
+    // No build to fail: a silent engine just means no spare.
+    const stop = new AbortController();
+    const watchdog = new Watchdog(MAKE_TIMEOUT_MS, () => stop.abort(), (signal) => (docker.ping as (opts: object) => Promise<unknown>).call(docker, { abortSignal: signal }));
+    return startNetworkHolder(containers, image, config.buildNetwork, limitsHostConfig(config.buildLimits), stop.signal, watchdog, SPARE_ROLE)
+      .catch(async (err: unknown) => {
+        log('spare-network-failed', { service: serviceId, error: engineMessage(err) });
+        await containers.removeAll().catch(() => undefined);
+        return undefined;
+      });
+  };
+  const spare: Spare = {
+    image,
+    holders: Array.from({ length: PER_SERVICE }, make),
+    timer: setTimeout(() => {
+      if (spares.get(serviceId) !== spare) return;
+      spares.delete(serviceId);
+      void Promise.all(spare.holders.map((holder) => discard(holder, log)));
+    }, config.spareNetworkSeconds * 1000),
+  };
+  spare.timer.unref();
+  spares.set(serviceId, spare);
 }
 
 /**
- * The service's spare for this build's builder, if there is one made from `image` (the builder
- * image its last build ran) and still running; the build removes it with its containers.
+ * One of the service's spares, for this build's builder or its test, if there is one made from
+ * `image` (the builder image its last build ran) and still running; the build removes it with its
+ * containers.
  */
 export function takeSpare(ctx: BuildContext, image: string | undefined): Promise<Docker.Container | undefined> | undefined {
   const spare = spares.get(ctx.request.serviceId);
   if (!spare) return undefined;
-  spares.delete(ctx.request.serviceId);
-  clearTimeout(spare.timer);
   if (spare.image !== image) {
-    void discard(spare.holder, ctx.log);
+    spares.delete(ctx.request.serviceId);
+    clearTimeout(spare.timer);
+    void Promise.all(spare.holders.map((holder) => discard(holder, ctx.log)));
     return undefined;
   }
+  const taken = spare.holders.shift()!;
+  if (!spare.holders.length) {
+    spares.delete(ctx.request.serviceId);
+    clearTimeout(spare.timer);
+  }
   return inBackground(ctx, async () => {
-    const holder = await spare.holder;
+    const holder = await taken;
     if (!holder) return undefined;
     ctx.cleanups.push(() => ctx.containers.remove(holder));
     // The engine may have restarted, or someone removed it: a dead holder has no namespace to join.
@@ -88,7 +104,7 @@ export async function dropSpares(log: ServerLog): Promise<void> {
   const all = [...spares.values()];
   spares.clear();
   for (const spare of all) clearTimeout(spare.timer);
-  await Promise.all(all.map((spare) => discard(spare.holder, log)));
+  await Promise.all(all.flatMap((spare) => spare.holders.map((holder) => discard(holder, log))));
 }
 
 async function discard(holder: Promise<Docker.Container | undefined>, log: ServerLog): Promise<void> {

@@ -202,9 +202,11 @@ describe('speed: a spare network namespace waits for the next build of a service
     return s;
   };
   const spares = async (service: string) => (await buildContainersOf('spare-network')).filter((c) => c.Labels['io.buildbot.service'] === service);
-  // The builder prints its host name: a container that joins a holder's namespace takes the holder's.
-  const hostProbe = () => staticSite({ buildExtra: 'echo "builder-host=$(hostname)"' });
+  // The builder and the test print their host names: a container that joins a holder's namespace takes the holder's.
+  const hostProbe = () => staticSite({ buildExtra: 'echo "builder-host=$(hostname)"', testLine: "#test_in_container_entrypoint=sh -c 'echo test-host=$(hostname)'" });
   const builderHost = (stdout: string) => /^builder-host=(\S+)$/m.exec(stdout)?.[1];
+  const testHost = (stdout: string) => /^test-host=(\S+)$/m.exec(stdout)?.[1];
+  const ids = async (service: string) => (await spares(service)).map((c) => c.Id.slice(0, 12)).sort();
 
   it('made after a build, taken by the next build\'s builder and removed with it; none is a build container; shutdown removes it', async () => {
     const server = await start();
@@ -213,24 +215,24 @@ describe('speed: a spare network namespace waits for the next build of a service
     const build = (tag: string) => ssh(server, remote(buildArgs({ service, repo: repo.url, revision: 'main', image: service, tags: [tag] })));
     const first = await build('1');
     assert.equal(first.code, 0, first.stderr);
-    await eventually(async () => (await spares(service)).some((c) => c.State === 'running'), 'the spare to run');
-    const [spare] = await spares(service);
-    assert.deepEqual(await buildContainers(), [], 'not a build container');
-    assert.equal(spare.Labels['io.buildbot.pid'], String(server.child.pid));
+    await eventually(async () => (await spares(service)).filter((c) => c.State === 'running').length === 2, 'the two spares to run');
+    const made = await ids(service);
+    assert.deepEqual(await buildContainers(), [], 'not build containers');
+    for (const spare of await spares(service)) assert.equal(spare.Labels['io.buildbot.pid'], String(server.child.pid));
 
     const second = await build('2');
     assert.equal(second.code, 0, second.stderr);
-    assert.equal(builderHost(second.stdout), spare.Id.slice(0, 12), 'the builder joined the spare\'s namespace');
-    assert.deepEqual(await buildContainers(), [], 'the build removed it with its other containers');
-    await eventually(async () => (await spares(service)).length === 1, 'the next spare');
-    assert.notEqual((await spares(service))[0].Id, spare.Id, 'a spare serves one build');
+    assert.deepEqual([builderHost(second.stdout), testHost(second.stdout)].sort(), made, 'the builder and the test each joined a spare\'s namespace');
+    assert.deepEqual(await buildContainers(), [], 'the build removed them with its other containers');
+    await eventually(async () => (await spares(service)).length === 2, 'the next spares');
+    assert.ok((await ids(service)).every((id) => !made.includes(id)), 'a spare serves one container of one build');
 
     // Another service never gets it.
     const other = unique('spare-other');
     const third = await ssh(server, remote(buildArgs({ service: other, repo: repo.url, revision: 'main', image: other, tags: ['1'] })));
     assert.equal(third.code, 0, third.stderr);
-    assert.notEqual(builderHost(third.stdout), (await spares(service))[0].Id.slice(0, 12));
-    assert.equal((await spares(service)).length, 1);
+    assert.ok(!(await ids(service)).includes(builderHost(third.stdout)!) && !(await ids(service)).includes(testHost(third.stdout)!));
+    assert.equal((await spares(service)).length, 2);
 
     assert.equal(await server.stop(), 0);
     assert.deepEqual([...await spares(service), ...await spares(other)], [], 'shutdown removed the spares');
@@ -243,8 +245,8 @@ describe('speed: a spare network namespace waits for the next build of a service
     const args = () => remote(buildArgs({ service, repo: repo.url, revision: 'main', image: service, tags: ['1'] }));
     const brief = await start(['--spare-network', '1']);
     assert.equal((await ssh(brief, args())).code, 0);
-    await eventually(async () => (await spares(service)).length === 1, 'the spare');
-    await eventually(async () => (await spares(service)).length === 0, 'the spare to go after a second');
+    await eventually(async () => (await spares(service)).length === 2, 'the spares');
+    await eventually(async () => (await spares(service)).length === 0, 'the spares to go after a second');
     await brief.stop();
 
     const off = await start(['--spare-network', '0']);
@@ -255,7 +257,7 @@ describe('speed: a spare network namespace waits for the next build of a service
 
     const killed = await start();
     assert.equal((await ssh(killed, args())).code, 0);
-    await eventually(async () => (await spares(service)).length === 1, 'the spare');
+    await eventually(async () => (await spares(service)).length === 2, 'the spares');
     await killed.stop('SIGKILL');
     const next = await start();
     assert.deepEqual(await spares(service), [], 'the orphan sweep removed it');

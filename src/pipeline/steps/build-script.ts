@@ -7,6 +7,7 @@ import { packDirectory } from '../../context/tar.js';
 import { authConfig, removeLater, type Step } from '../context.js';
 import { joinNetwork } from '../../docker/netns.js';
 import { networkAhead, rememberBuilderImage } from '../networks.js';
+import { takeSpare } from '../spare-networks.js';
 import { splitImageRef } from '../../request/registry.js';
 
 const NOT_READY = Symbol('not ready');
@@ -66,7 +67,7 @@ export const buildScriptStep: Step = {
       rememberBuilderImage(ctx.request.serviceId, image);
       // The test container's network namespace is made while build.sh runs, once the builder
       // runs: started beside it, it slowed the builder's own start.
-      if (ctx.metadata!.testEntrypoint) ctx.testNetwork ??= networkAhead(ctx, image);
+      if (ctx.metadata!.testEntrypoint) ctx.testNetwork ??= takeSpare(ctx, image) ?? networkAhead(ctx, image);
     });
     // Its namespace is not needed any more: it goes while the image builds.
     removeLater(ctx, holder);
