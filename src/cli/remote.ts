@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { EXIT_CANCELLED, EXIT_USAGE } from '../errors.js';
 import { SECRET_ENV } from '../request/secret-env.js';
 import type { BuildRecord } from '../service/types.js';
+import { FrameReader, FRAMES_TYPE } from '../service/record-frames.js';
 
 /** Like ssh: the server could not be reached, or refused us. */
 export const EXIT_UNREACHABLE = 255;
@@ -47,7 +48,8 @@ export async function remoteMain(argv: readonly string[], env: Env): Promise<num
     // As ssh exits without a key it may use: the server was not asked.
     return EXIT_UNREACHABLE;
   }
-  const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', Accept: 'application/x-ndjson' };
+  // Frames: output passed on as bytes, no JSON pass over it on either side (record-frames.ts).
+  const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', Accept: `${FRAMES_TYPE}, application/x-ndjson;q=0.5` };
   const api = (path: string) => new URL(`${server.pathname.replace(/\/+$/, '')}${path}`, server);
 
   const client = new RemoteBuild(api, headers);
@@ -140,10 +142,12 @@ class RemoteBuild {
   }
 
   /**
-   * Reads NDJSON records until the stream ends; output goes out as it comes. Lines are found in
-   * the bytes, and only a whole line is decoded and parsed: no text is kept across reads.
+   * Reads records until the stream ends; output goes out as it comes. Frames (our server's
+   * answer to our Accept) pass output bytes straight on; NDJSON (a server that does not speak
+   * frames) is read line by line: lines are found in the bytes, and only a whole line is decoded.
    */
   private read(response: Answer): Promise<void> {
+    if (String(response.headers['content-type']).startsWith(FRAMES_TYPE)) return this.readFrames(response);
     return new Promise((resolve) => {
       // The unfinished line, as text: a record usually spans two reads. Decoding each part as it
       // comes (the decoder keeps a character cut in two) instead of joining Buffers saved the
@@ -172,17 +176,7 @@ class RemoteBuild {
           response.destroy();
           return done();
         }
-        // A terminal or pipe that does not keep up holds the stream (and so the server's build).
-        const full = (['stdout', 'stderr'] as const).filter((name) => this.full[name]);
-        if (full.length) {
-          response.pause();
-          for (const name of full) {
-            process[name].once('drain', () => {
-              this.full[name] = false;
-              if (!this.full.stdout && !this.full.stderr) response.resume();
-            });
-          }
-        }
+        this.holdWhileFull(response);
       };
       response.on('data', onData);
       // A dropped connection ends the same way: run() resumes after the last record.
@@ -192,9 +186,61 @@ class RemoteBuild {
     });
   }
 
+  /** How much of the output frame being read was written out: a stream resumed inside a frame gets it again whole. */
+  private partial = { seq: 0, written: 0 };
+
+  private readFrames(response: Answer): Promise<void> {
+    const frames = new FrameReader({
+      output: (stream, seq, piece, offset) => {
+        if (seq <= this.lastSeq) return;
+        const skip = seq === this.partial.seq ? this.partial.written - offset : 0;
+        if (skip >= piece.length) return;
+        this.out(stream, skip > 0 ? piece.subarray(skip) : piece);
+        this.partial = { seq, written: offset + piece.length };
+      },
+      outputEnd: (seq) => {
+        if (seq > this.lastSeq) this.lastSeq = seq;
+      },
+      record: (record) => this.show(record),
+    });
+    return new Promise((resolve) => {
+      const done = () => {
+        response.off('data', onData);
+        resolve();
+      };
+      const onData = (chunk: Buffer) => {
+        try {
+          frames.write(chunk);
+        } catch {
+          // Not our frames: treated as a dropped stream (run() resumes after the last record).
+          response.destroy();
+          return done();
+        }
+        this.holdWhileFull(response);
+      };
+      response.on('data', onData);
+      response.once('end', done);
+      response.once('close', done);
+      response.once('error', done);
+    });
+  }
+
+  /** A terminal or pipe that does not keep up holds the stream (and so the server's build). */
+  private holdWhileFull(response: Answer): void {
+    const full = (['stdout', 'stderr'] as const).filter((name) => this.full[name]);
+    if (!full.length) return;
+    response.pause();
+    for (const name of full) {
+      process[name].once('drain', () => {
+        this.full[name] = false;
+        if (!this.full.stdout && !this.full.stderr) response.resume();
+      });
+    }
+  }
+
   private readonly full = { stdout: false, stderr: false };
 
-  private out(stream: 'stdout' | 'stderr', text: string): void {
+  private out(stream: 'stdout' | 'stderr', text: string | Buffer): void {
     if (!process[stream].write(text)) this.full[stream] = true;
   }
 

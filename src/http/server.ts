@@ -11,6 +11,7 @@ import { timeLimitOf } from '../pipeline/build-signal.js';
 import { monitorFor } from './monitor/monitor.js';
 import { followLive, replayStored, write, type RecordFormat } from './stream.js';
 import { recordJson } from '../service/record-json.js';
+import { FRAMES_TYPE, HEARTBEAT_FRAME, recordFrame } from '../service/record-frames.js';
 
 export interface HttpDeps {
   service: BuildService;
@@ -132,16 +133,17 @@ async function submit(req: IncomingMessage, res: ServerResponse, url: URL, deps:
   if (deps.service.isStopping) return sendError(res, new HttpError(503, 'ESHUTTINGDOWN', 'the server is shutting down; try again once it is back'));
   const build = deps.service.submit(request, 'http');
   const location = `/api/v1/builds/${build.id}`;
-  const follow = flag(url, 'follow') || accepts(req, NDJSON);
+  const frames = accepts(req, FRAMES_TYPE);
+  const follow = flag(url, 'follow') || accepts(req, NDJSON) || frames;
   deps.log('http-build', { build: build.id, follow });
   if (!follow) {
     res.setHeader('Location', location);
     return sendJson(res, 202, publicSummary(build.summary));
   }
-  res.writeHead(200, { 'Content-Type': NDJSON, Location: location, 'X-Build-Id': build.id, 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
+  res.writeHead(200, { 'Content-Type': frames ? FRAMES_TYPE : NDJSON, Location: location, 'X-Build-Id': build.id, 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
   // The caller's own connection holds the build's output like an SSH channel does; dropping
   // it only stops the stream (cancelling is explicit: POST …/cancel).
-  await followLive(res, build, 0, (record) => recordJson(record), { blocking: true });
+  await followLive(res, build, 0, frames ? recordFrame : (record) => recordJson(record), { blocking: true });
 }
 
 function list(res: ServerResponse, url: URL, deps: HttpDeps): void {
@@ -170,16 +172,17 @@ function cancel(res: ServerResponse, id: string, deps: HttpDeps): void {
   sendJson(res, 202, publicSummary(build.summary));
 }
 
-/** Records after a seq: SSE (`id:` = seq, resume with Last-Event-ID) or NDJSON (`?after=`). */
+/** Records after a seq: SSE (`id:` = seq, resume with Last-Event-ID), NDJSON or frames (`?after=`). */
 async function events(req: IncomingMessage, res: ServerResponse, url: URL, summary: BuildSummary, deps: HttpDeps): Promise<void> {
   const sse = accepts(req, SSE);
+  const frames = !sse && accepts(req, FRAMES_TYPE);
   const afterText = url.searchParams.get('after') ?? (sse ? req.headers['last-event-id'] : undefined) ?? '0';
   if (typeof afterText !== 'string' || !/^\d{1,15}$/.test(afterText)) throw new HttpError(400, 'EUSAGE', 'after (or Last-Event-ID) must be a record seq, a whole number', 'after');
   const after = Number(afterText);
-  res.writeHead(200, { 'Content-Type': sse ? SSE : NDJSON, 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
-  const format: RecordFormat = sse ? (r) => recordJson(r, `id: ${r.seq}\ndata: `, '\n\n') : (r) => recordJson(r);
+  res.writeHead(200, { 'Content-Type': sse ? SSE : frames ? FRAMES_TYPE : NDJSON, 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
+  const format: RecordFormat = sse ? (r) => recordJson(r, `id: ${r.seq}\ndata: `, '\n\n') : frames ? recordFrame : (r) => recordJson(r);
   if (sse) res.write('retry: 3000\n\n');
-  const heartbeat = setInterval(() => res.write(sse ? ': heartbeat\n\n' : '\n'), deps.heartbeatMs ?? 15_000);
+  const heartbeat = setInterval(() => res.write(sse ? ': heartbeat\n\n' : frames ? HEARTBEAT_FRAME : '\n'), deps.heartbeatMs ?? 15_000);
   try {
     const build = deps.service.get(summary.id);
     if (build) await followLive(res, build, after, format);

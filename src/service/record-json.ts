@@ -18,13 +18,14 @@ export function recordJson(record: BuildRecord, prefix = '', suffix = '\n'): Jso
   return { latin1: `${prefix}{"seq":${record.seq},"time":${JSON.stringify(record.time)},"type":"output","stream":${JSON.stringify(record.stream)},"data":${JSON.stringify(bytes.toString('latin1'))}}${suffix}` };
 }
 
-/** Text to write: a string as UTF-8, or `latin1`, one byte a character (see recordJson). */
-export type JsonText = string | { latin1: string };
+/** What to write: a string as UTF-8, `latin1`, one byte a character (see recordJson), or bytes (record-frames.ts). */
+export type JsonText = string | { latin1: string } | Buffer;
 
 /** Writes text to a stream in its encoding; what write() returns. */
-export function writeText(stream: { write(text: string, encoding: BufferEncoding): boolean }, text: JsonText): boolean {
-  return typeof text === 'string' ? stream.write(text, 'utf8') : stream.write(text.latin1, 'latin1');
+export function writeText(stream: { write(text: string, encoding: BufferEncoding): boolean; write(bytes: Buffer): boolean }, text: JsonText): boolean {
+  if (typeof text === 'string') return stream.write(text, 'utf8');
+  return Buffer.isBuffer(text) ? stream.write(text) : stream.write(text.latin1, 'latin1');
 }
 
 /** The text as bytes (tests, and readers that want one Buffer). */
-export const textBytes = (text: JsonText): Buffer => (typeof text === 'string' ? Buffer.from(text) : Buffer.from(text.latin1, 'latin1'));
+export const textBytes = (text: JsonText): Buffer => (typeof text === 'string' ? Buffer.from(text) : Buffer.isBuffer(text) ? text : Buffer.from(text.latin1, 'latin1'));
