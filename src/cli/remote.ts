@@ -147,49 +147,31 @@ class RemoteBuild {
    * frames) is read line by line: lines are found in the bytes, and only a whole line is decoded.
    */
   private read(response: Answer): Promise<void> {
-    if (String(response.headers['content-type']).startsWith(FRAMES_TYPE)) return this.readFrames(response);
-    return new Promise((resolve) => {
-      // The unfinished line, as text: a record usually spans two reads. Decoding each part as it
-      // comes (the decoder keeps a character cut in two) instead of joining Buffers saved the
-      // client a copy per record and the external-memory garbage collections it triggered.
-      const decoder = new StringDecoder('utf8');
-      let pending = '';
-      const done = () => {
-        response.off('data', onData);
-        resolve();
-      };
-      const onData = (chunk: Buffer) => {
-        let start = 0;
-        let newline: number;
-        try {
-          while ((newline = chunk.indexOf(10, start)) >= 0) {
-            const line = pending + decoder.write(chunk.subarray(start, newline));
-            pending = '';
-            start = newline + 1;
-            // Blank lines are the server's heartbeats.
-            if (line.trim()) this.show(JSON.parse(line) as BuildRecord);
-          }
-          if (start < chunk.length) pending += decoder.write(start ? chunk.subarray(start) : chunk);
-          if (pending.length > MAX_RECORD_CHARS) throw new Error('a record longer than any the server sends');
-        } catch {
-          // Not our records: treated as a dropped stream (run() resumes after the last record).
-          response.destroy();
-          return done();
-        }
-        this.holdWhileFull(response);
-      };
-      response.on('data', onData);
-      // A dropped connection ends the same way: run() resumes after the last record.
-      response.once('end', done);
-      response.once('close', done);
-      response.once('error', done);
+    if (String(response.headers['content-type']).startsWith(FRAMES_TYPE)) return this.consume(response, this.frameReader());
+    // The unfinished line, as text: a record usually spans two reads. Decoding each part as it
+    // comes (the decoder keeps a character cut in two) instead of joining Buffers saved the
+    // client a copy per record and the external-memory garbage collections it triggered.
+    const decoder = new StringDecoder('utf8');
+    let pending = '';
+    return this.consume(response, (chunk) => {
+      let start = 0;
+      let newline: number;
+      while ((newline = chunk.indexOf(10, start)) >= 0) {
+        const line = pending + decoder.write(chunk.subarray(start, newline));
+        pending = '';
+        start = newline + 1;
+        // Blank lines are the server's heartbeats.
+        if (line.trim()) this.show(JSON.parse(line) as BuildRecord);
+      }
+      if (start < chunk.length) pending += decoder.write(start ? chunk.subarray(start) : chunk);
+      if (pending.length > MAX_RECORD_CHARS) throw new Error('a record longer than any the server sends');
     });
   }
 
   /** How much of the output frame being read was written out: a stream resumed inside a frame gets it again whole. */
   private partial = { seq: 0, written: 0 };
 
-  private readFrames(response: Answer): Promise<void> {
+  private frameReader(): (chunk: Buffer) => void {
     const frames = new FrameReader({
       output: (stream, seq, piece, offset) => {
         if (seq <= this.lastSeq) return;
@@ -203,6 +185,14 @@ class RemoteBuild {
       },
       record: (record) => this.show(record),
     });
+    return (chunk) => frames.write(chunk);
+  }
+
+  /**
+   * Feeds the answer's bytes to `take` until the stream ends. What `take` throws on is not our
+   * records: like a dropped connection, the stream ends and run() resumes after the last record.
+   */
+  private consume(response: Answer, take: (chunk: Buffer) => void): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         response.off('data', onData);
@@ -210,9 +200,8 @@ class RemoteBuild {
       };
       const onData = (chunk: Buffer) => {
         try {
-          frames.write(chunk);
+          take(chunk);
         } catch {
-          // Not our frames: treated as a dropped stream (run() resumes after the last record).
           response.destroy();
           return done();
         }

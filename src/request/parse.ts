@@ -201,10 +201,11 @@ function readLogin(cmd: string | undefined, cache: string | undefined, env: Env,
  * by name instead of being read as a cluster of short flags. A flag followed by another
  * known flag is left alone and reported as missing its value.
  */
+const isFlag = (word: string | undefined): word is string => word !== undefined && /^--?[\w-]+$/.test(word) && word.replace(/^--?/, '') in FLAGS;
+// A switch (--pull) takes no value: the word after it is its own.
+const isSwitch = (word: string) => (FLAGS as Record<string, { type: string }>)[word.replace(/^--?/, '')]?.type === 'boolean';
+
 function attachValues(argv: readonly string[]): string[] {
-  const isFlag = (word: string | undefined) => word !== undefined && /^--?[\w-]+$/.test(word) && word.replace(/^--?/, '') in FLAGS;
-  // A switch (--pull) takes no value: the word after it is its own.
-  const isSwitch = (word: string) => (FLAGS as Record<string, { type: string }>)[word.replace(/^--?/, '')]?.type === 'boolean';
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i];
@@ -224,8 +225,7 @@ function attachValues(argv: readonly string[]): string[] {
  */
 function strayWordMessage(stray: string, argv: readonly string[]): string {
   const at = argv.indexOf(stray);
-  const valueOf = (flagAt: number) => flagAt >= 0 && /^--?[\w-]+$/.test(argv[flagAt]) && (FLAGS as Record<string, { type: string }>)[argv[flagAt].replace(/^--?/, '')]?.type === 'string';
-  const owner = at >= 2 && valueOf(at - 2) ? argv[at - 2] : at >= 1 && /^--?[\w-]+=/.test(argv[at - 1]) ? argv[at - 1].split('=')[0] : undefined;
+  const owner = at >= 2 && isFlag(argv[at - 2]) && !isSwitch(argv[at - 2]) ? argv[at - 2] : at >= 1 && /^--?[\w-]+=/.test(argv[at - 1]) ? argv[at - 1].split('=')[0] : undefined;
   if (owner === undefined) return `unexpected argument "${stray}"; every value goes after its flag, e.g. --tag 1.0`;
   const flag = `--${owner.replace(/^--?/, '')}`;
   return `unexpected argument "${stray}" after the value of ${flag}; a value with spaces must be quoted, and over ssh quoted twice: ${flag} "'… …'"`;
