@@ -2,12 +2,17 @@ import { EXIT_FAILURE, isBuildError } from '../errors.js';
 import { parseServerArgs } from '../server/config.js';
 import { createServerLog } from '../server/log.js';
 import { startServer } from '../server/server.js';
+import { checkProjects } from '../projects/builds.js';
 
 const log = createServerLog();
 try {
   const parsed = await parseServerArgs(process.argv.slice(2), process.env);
   if (parsed.kind === 'help') {
     process.stdout.write(`${parsed.text}\n`);
+  } else if (parsed.kind === 'check-projects') {
+    const checked = await checkProjects(parsed.file, process.env);
+    for (const warning of checked.warnings) process.stderr.write(`warning: ${warning}\n`);
+    process.stdout.write(`${parsed.file}: ${checked.projects.size} project${checked.projects.size === 1 ? '' : 's'}, valid\n`);
   } else {
     const server = await startServer(parsed.config, log);
     let signals = 0;
@@ -19,6 +24,10 @@ try {
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    process.on('SIGHUP', () => {
+      log('signal', { signal: 'SIGHUP' });
+      void server.reloadProjects();
+    });
   }
 } catch (err) {
   if (isBuildError(err)) {

@@ -12,6 +12,8 @@ import { monitorFor } from './monitor/monitor.js';
 import { followLive, replayStored, write, type RecordFormat } from './stream.js';
 import { recordJson } from '../service/record-json.js';
 import { FRAMES_TYPE, HEARTBEAT_FRAME, recordFrame } from '../service/record-frames.js';
+import type { ProjectBuilds } from '../projects/builds.js';
+import { projectRoutes } from '../projects/http.js';
 
 export interface HttpDeps {
   service: BuildService;
@@ -24,6 +26,8 @@ export interface HttpDeps {
   heartbeatMs?: number;
   /** The SSH front's port, for the commands the monitor shows (none: SSH is not served). */
   sshPort?: number;
+  /** The projects file's builds, webhooks and statuses (--projects); none without it. */
+  projects?: ProjectBuilds;
 }
 
 export interface RunningHttp {
@@ -105,6 +109,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps,
     if (!authorize(req, res, deps, 'read')) return;
     return list(res, url, deps);
   }
+  // Projects, builds on demand and forge webhooks (src/projects/).
+  if ((route.startsWith('/hooks/') || route.startsWith('/api/v1/projects')) && (await projectRoutes(req, res, url, deps))) return;
   // The web monitor's pages share this listener (src/http/monitor/).
   if (!route.startsWith('/api/') && (await monitorFor(deps).handle(req, res, url))) return;
   const match = /^\/api\/v1\/builds\/([^/]{1,64})(?:\/(events|log|cancel))?$/.exec(route);
@@ -256,7 +262,7 @@ class BuildWatch {
 }
 
 /** 401 without a valid token (with WWW-Authenticate), 403 for a read token where full access is needed. */
-function authorize(req: IncomingMessage, res: ServerResponse, deps: HttpDeps, need: Access): boolean {
+export function authorize(req: IncomingMessage, res: ServerResponse, deps: HttpDeps, need: Access): boolean {
   const access = deps.tokens.check(req);
   if (access === 'none') {
     const given = req.headers.authorization !== undefined;
@@ -275,7 +281,7 @@ function authorize(req: IncomingMessage, res: ServerResponse, deps: HttpDeps, ne
   return true;
 }
 
-function allow(req: IncomingMessage, res: ServerResponse, methods: string[]): boolean {
+export function allow(req: IncomingMessage, res: ServerResponse, methods: string[]): boolean {
   if (methods.includes(req.method ?? '')) return true;
   res.setHeader('Allow', methods.join(', '));
   sendError(res, new HttpError(405, 'EMETHOD', `use ${methods.join(' or ')} here`));
@@ -283,12 +289,12 @@ function allow(req: IncomingMessage, res: ServerResponse, methods: string[]): bo
 }
 
 /** What the API shows of a build: its summary without the process that ran it. */
-function publicSummary(summary: BuildSummary): Omit<BuildSummary, 'host' | 'pid'> {
+export function publicSummary(summary: BuildSummary): Omit<BuildSummary, 'host' | 'pid'> {
   const { host: _host, pid: _pid, ...shown } = summary;
   return shown;
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
   res.end(text);

@@ -13,6 +13,8 @@ export type ServerLog = (event: string, fields?: Record<string, unknown>) => voi
 export interface BuildHooks {
   /** A step starts, or ends (with its duration and whether it succeeded); in order with the output. */
   step?(name: string, phase: 'start' | 'end', info: { durationMs?: number; ok?: boolean }): void;
+  /** The checkout resolved the revision to this commit; the later steps have not run yet. */
+  checkedOut?(commit: string): void;
   /** Once the build's output is all written: what the build ended with. */
   finished?(outcome: BuildOutcome): void;
 }

@@ -26,6 +26,9 @@ export interface ServerConfig extends Config {
   /** Finished builds kept per service in the history, and the output kept per build. */
   historyPerService: number;
   logCapBytes: number;
+  /** The projects file (--projects), if any, and the address builds are linked at from the forges. */
+  projectsFile?: string;
+  publicUrl?: string;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -57,10 +60,13 @@ const FLAGS = {
   'git-ssh-persist': { type: 'string', describe: `seconds an idle SSH connection to a git host is kept for the next build with the same key; 0: off (env BUILDBOT_GIT_SSH_PERSIST, default ${D.gitSshPersistSeconds})` },
   'spare-network': { type: 'string', describe: `seconds a network namespace made after a service's build is kept for its next build; 0: off (env BUILDBOT_SPARE_NETWORK, default ${D.spareNetworkSeconds})` },
   'history-per-service': { type: 'string', describe: `finished builds kept per service in the history (env BUILDBOT_HISTORY_PER_SERVICE, default ${D.historyPerService})` },
+  projects: { type: 'string', describe: 'the projects file (YAML): builds by project name, forge webhooks and commit statuses (env BUILDBOT_PROJECTS; none by default)' },
+  'check-projects': { type: 'string', describe: 'check a projects file and exit: 0 when it is valid, 2 naming the key and line at fault' },
+  'public-url': { type: 'string', describe: 'the address users reach the monitor at, for links in commit statuses (env BUILDBOT_PUBLIC_URL, default http://<--http-listen>)' },
   'log-cap-mb': { type: 'string', describe: `output kept per build in the history, in MB: the head and the tail (env BUILDBOT_LOG_CAP_MB, default ${D.logCapMb})` },
 } as const;
 
-export type ServerArgs = { kind: 'help'; text: string } | { kind: 'serve'; config: ServerConfig };
+export type ServerArgs = { kind: 'help'; text: string } | { kind: 'check-projects'; file: string } | { kind: 'serve'; config: ServerConfig };
 
 /** Defaults, then environment, then flags; then validation with errors that say what to do. */
 export async function parseServerArgs(argv: readonly string[], env: Env): Promise<ServerArgs> {
@@ -87,6 +93,7 @@ export async function parseServerArgs(argv: readonly string[], env: Env): Promis
     throw isBuildError(err) ? err : errors.usage((err as Error).message);
   }
   if (helpText !== undefined) return { kind: 'help', text: helpText };
+  if (args['check-projects'] !== undefined) return { kind: 'check-projects', file: path.resolve(String(args['check-projects'])) };
 
   const pick = (flag: keyof typeof FLAGS, variable: string): string | undefined => {
     const value = args[flag];
@@ -152,7 +159,15 @@ function httpSettings(args: Record<string, unknown>, env: Env, pick: Pick) {
     apiReadTokens: tokens(args['api-read-token'], env.BUILDBOT_API_READ_TOKENS, '--api-read-token', 'BUILDBOT_API_READ_TOKENS'),
     historyPerService: positiveInteger(pick('history-per-service', 'BUILDBOT_HISTORY_PER_SERVICE') ?? String(SERVER_DEFAULTS.historyPerService), '--history-per-service'),
     logCapBytes: Math.min(logCapMb, 1024) * 1024 * 1024,
+    ...projectSettings(pick),
   };
+}
+
+function projectSettings(pick: Pick): { projectsFile?: string; publicUrl?: string } {
+  const file = pick('projects', 'BUILDBOT_PROJECTS');
+  const publicUrl = pick('public-url', 'BUILDBOT_PUBLIC_URL');
+  if (publicUrl !== undefined && !/^https?:\/\/[^\s/@]+(\/\S*)?$/.test(publicUrl)) throw errors.usage(`--public-url "${publicUrl.slice(0, 100)}" is not an http(s) URL without credentials, e.g. https://buildbot.example.com`);
+  return { projectsFile: file === undefined ? undefined : path.resolve(file), publicUrl };
 }
 
 /**

@@ -24,6 +24,7 @@ import { Tokens } from '../http/auth.js';
 import { startHttpServer, type RunningHttp } from '../http/server.js';
 import { watchEngine } from './engine-watch.js';
 import { Removals } from '../docker/removals.js';
+import { ProjectBuilds } from '../projects/builds.js';
 
 export interface RunningServer {
   address(): AddressInfo;
@@ -34,6 +35,8 @@ export interface RunningServer {
   shutdown(): Promise<void>;
   /** Aborts everything now (a second SIGTERM). */
   abortAll(): void;
+  /** SIGHUP: reads the projects file again (a bad one keeps the old projects). */
+  reloadProjects(): Promise<boolean>;
 }
 
 interface Job {
@@ -71,7 +74,9 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
   const builds = new BuildService({ config, docker, log, maxBuilds: config.maxBuilds, logCapBytes: config.logCapBytes, removals, running });
   const history = new History(config.workDir, builds, config.historyPerService, log);
   const metrics = createMetrics(builds);
-  const services: ServerServices = { config, docker, log, builds };
+  // Read before anything listens: a bad projects file stops the start (exit 2).
+  const projects = config.projectsFile ? await ProjectBuilds.open(config.projectsFile, process.env, builds, log, config.publicUrl ?? 'http://localhost', config.workDir) : undefined;
+  const services: ServerServices = { config, docker, log, builds, projects };
   await removeOrphanKeys(config.workDir, log);
   await migrateCloneCaches(config.workDir, log);
   // Masters a previous server left (killed before its shutdown closed them) go too.
@@ -249,9 +254,12 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
     const { host, port } = config.httpListen;
     try {
       httpFront = await startHttpServer(config.httpListen, {
-        service: builds, history, log, tokens: new Tokens(config.apiTokens, config.apiReadTokens), sshPort: address.port,
+        service: builds, history, log, tokens: new Tokens(config.apiTokens, config.apiReadTokens), sshPort: address.port, projects,
         metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
       });
+      // Without --public-url, links point at the HTTP address as bound (its port, when 0 was asked).
+      const bound = httpFront.address();
+      if (projects && !config.publicUrl) projects.publicUrl = `http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
     } catch (err) {
       tcp.close();
       const inUse = (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
@@ -269,6 +277,13 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
     httpAddress: () => httpFront?.address(),
     hostKeyFingerprint: hostKey.fingerprint,
     abortAll,
+    reloadProjects: async () => {
+      if (!projects) {
+        log('projects-reload-skipped', { reason: 'no --projects file was given' });
+        return false;
+      }
+      return projects.reload();
+    },
     async shutdown() {
       if (stopping) return;
       stopping = true;
@@ -294,6 +309,8 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
       clearTimeout(timer);
       log('git-ssh-closed', { connections: await closeSshMasters(config.workDir, config.toolEnv) });
       await dropSpares(log);
+      // The final commit statuses of the last builds: a short wait, then they are given up (and logged).
+      if (projects && !(await projects.statuses.settle(Math.min(config.shutdownGraceMs, 10_000)))) log('status-given-up', { reason: 'the server is stopping' });
       engineWatch.stop();
       // A short wait for removals still being retried; what is left, the next start's sweep removes.
       if (!(await removals.settle(Math.min(config.shutdownGraceMs, 5_000)))) removals.stop('the server is stopping; the orphan sweep of its next start removes it');

@@ -2,7 +2,7 @@ import os from 'node:os';
 import type { BuildIO, Sink } from '../io/output.js';
 import type { BuildRequest } from '../request/types.js';
 import { RecordLog } from './record-log.js';
-import type { BuildRecord, BuildSource, BuildStatus, BuildSummary, OutputRecord, OutputStream } from './types.js';
+import type { BuildRecord, BuildSource, BuildStatus, BuildSummary, BuildTrigger, OutputRecord, OutputStream } from './types.js';
 
 /**
  * Takes a build's records. A follower that returns false from record() is full: a blocking
@@ -50,6 +50,7 @@ export class Build {
     source: BuildSource,
     logCapBytes: number,
     private readonly observe: RecordObserver,
+    trigger?: BuildTrigger,
   ) {
     this.log = new RecordLog(logCapBytes);
     this.summary = {
@@ -62,6 +63,7 @@ export class Build {
       status: 'queued',
       exit_code: null,
       source,
+      ...(trigger ? { trigger } : {}),
       created_at: new Date().toISOString(),
       steps: [],
       output_bytes: { stdout: 0, stderr: 0 },

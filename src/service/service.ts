@@ -10,7 +10,7 @@ import { runBuild } from '../pipeline/run-build.js';
 import type { BuildRequest } from '../request/types.js';
 import { Build, seconds, type RecordObserver } from './build.js';
 import { BuildQueue } from './queue.js';
-import type { BuildRecord, BuildSource, BuildStatus } from './types.js';
+import type { BuildRecord, BuildSource, BuildStatus, BuildTrigger } from './types.js';
 
 export interface BuildServiceOptions {
   config: Config;
@@ -31,6 +31,8 @@ export interface BuildObserver {
   submitted?(build: Build): void;
   /** `bytes`: the raw bytes of an output record. */
   record?(build: Build, record: BuildRecord, bytes?: Buffer): void;
+  /** The checkout resolved the revision to this commit (before any later step runs). */
+  checkedOut?(build: Build, commit: string): void;
 }
 
 export const DEFAULT_LOG_CAP_BYTES = 10 * 1024 * 1024;
@@ -74,12 +76,12 @@ export class BuildService {
   }
 
   /** Starts a build: it is queued at once and runs when its turn comes. */
-  submit(request: BuildRequest, source: BuildSource): Build {
+  submit(request: BuildRequest, source: BuildSource, trigger?: BuildTrigger): Build {
     const id = newBuildId();
     const onRecord: RecordObserver = (build, record, bytes) => {
       for (const observer of this.observers) observer.record?.(build, record, bytes);
     };
-    const build = new Build(id, request, source, this.options.logCapBytes, onRecord);
+    const build = new Build(id, request, source, this.options.logCapBytes, onRecord, trigger);
     this.builds.set(id, build);
     for (const observer of this.observers) observer.submitted?.(build);
     this.options.log('build-queued', { build: id, service: request.serviceId, source });
@@ -177,6 +179,10 @@ export class BuildService {
               if (step) Object.assign(step, { duration, ok: info.ok });
               build.emit({ type: 'step', name, phase, duration, ok: info.ok });
             }
+          },
+          checkedOut: (commit) => {
+            build.summary.commit = commit;
+            for (const observer of this.observers) observer.checkedOut?.(build, commit);
           },
           finished: (outcome) => {
             build.summary.commit = outcome.commit;

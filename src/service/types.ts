@@ -4,7 +4,19 @@
  */
 
 export type BuildStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'abandoned';
-export type BuildSource = 'ssh' | 'http' | 'local';
+export type BuildSource = 'ssh' | 'http' | 'local' | 'webhook' | 'project';
+
+/** How a build of a configured project started (src/projects/): never a secret. */
+export interface BuildTrigger {
+  project: string;
+  /** The ref asked for or pushed: a branch, a tag or a commit. */
+  ref: string;
+  /** 'project': over which front it was asked for. */
+  via?: 'http' | 'ssh' | 'monitor';
+  forge?: string;
+  delivery?: string;
+  pusher?: string;
+}
 export type OutputStream = 'stdout' | 'stderr';
 
 export const FINAL_STATUSES: readonly BuildStatus[] = ['succeeded', 'failed', 'cancelled', 'abandoned'];
@@ -80,6 +92,8 @@ export interface BuildSummary {
   status: BuildStatus;
   exit_code: number | null;
   source: BuildSource;
+  /** For a webhook or project build: the project, the ref, and the forge, delivery and pusher of a webhook. */
+  trigger?: BuildTrigger;
   created_at: string;
   started_at?: string;
   finished_at?: string;

@@ -53,6 +53,17 @@ export class GitRepo {
     return git('rev-parse', 'HEAD');
   }
 
+  /** Tags HEAD (annotated with a message) and pushes the tag; returns the tag's object id and its commit. */
+  tag(name: string, message?: string): { object: string; commit: string } {
+    const git = (...args: string[]) =>
+      execFileSync('git', ['-C', this.work, '-c', 'user.name=t', '-c', 'user.email=t@t', ...args], {
+        env: { ...process.env, GIT_SSH_COMMAND: sshCommand() }, encoding: 'utf8', timeout: 60_000,
+      }).trim();
+    git('tag', '-f', ...(message ? ['-a', '-m', message] : []), name);
+    git('push', '-q', '--force', this.url, `refs/tags/${name}`);
+    return { object: git('rev-parse', `refs/tags/${name}`), commit: git('rev-parse', `refs/tags/${name}^{commit}`) };
+  }
+
   head(): string {
     return execFileSync('git', ['-C', this.work, 'rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
   }

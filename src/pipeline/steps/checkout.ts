@@ -46,6 +46,7 @@ export const checkoutStep: Step = {
       ctx.checkoutDir = dir;
       ctx.commit = commit;
       out.line(`checked out ${commit}`);
+      ctx.hooks?.checkedOut?.(commit);
     } catch (err) {
       if (err instanceof VcsCommandError && !ctx.signal.aborted) {
         throw classifyVcsFailure(err.output, {

@@ -5,6 +5,7 @@ import { timeLimitOf } from '../../pipeline/build-signal.js';
 import { requestOrExit } from '../../request/parse.js';
 import { followAsText } from '../../service/text-front.js';
 import type { Command } from './types.js';
+import { isProjectCall, runProjectCommand } from '../../projects/ssh.js';
 
 /**
  * `buildbot.sh …` over SSH: the request goes to the build service, its records come back as
@@ -13,6 +14,8 @@ import type { Command } from './types.js';
 export const buildCommand: Command = {
   names: ['buildbot.sh', '/bin/buildbot.sh', '/usr/local/bin/buildbot.sh', 'buildbot'],
   async run(args, io, signal, services) {
+    // A configured project: the server has its key and login (src/projects/).
+    if (isProjectCall(args)) return runProjectCommand(args, io, signal, services);
     // No environment: a client never reaches the server's own variables.
     const request = await requestOrExit(args, {}, io);
     if (typeof request === 'number') return request;

@@ -3,12 +3,15 @@ import type { BuildIO } from '../../io/output.js';
 import type { ServerLog } from '../../pipeline/context.js';
 import type { ServerConfig } from '../config.js';
 import type { BuildService } from '../../service/service.js';
+import type { ProjectBuilds } from '../../projects/builds.js';
 
 export interface ServerServices {
   config: ServerConfig;
   docker: Docker;
   log: ServerLog;
   builds: BuildService;
+  /** The projects file's builds (--projects), for `buildbot.sh --project`. */
+  projects?: ProjectBuilds;
 }
 
 /** One command a client may exec; the exec string's first word picks it. */
