@@ -131,7 +131,12 @@ export const errors = {
   buildScriptWithoutImage: () =>
     new BuildError(
       'ENOBUILDIMAGE',
-      'build.sh has no "#build_inside_docker_image=IMAGE" line; add one naming the builder image, e.g. #build_inside_docker_image=node:20',
+      'build.sh has no "#build_inside_docker_image=IMAGE" line; add one naming the builder image, e.g. #build_inside_docker_image=node:20, or a "#build_inside_dockerfile=PATH" line naming a Dockerfile of the repository to build it from',
+    ),
+  bothBuilderHeaders: () =>
+    new BuildError(
+      'EBUILDERIMAGE',
+      'build.sh has both a "#build_inside_docker_image=" and a "#build_inside_dockerfile=" line; keep one: the image to run build.sh in, or the Dockerfile of the repository to build that image from',
     ),
   badTestEntrypoint: (detail: string) =>
     new BuildError('ETESTENTRYPOINT', `the #test_in_container_entrypoint line of the Dockerfile cannot be read: ${detail}`),
@@ -157,6 +162,14 @@ export const errors = {
   dockerfileOutsideRepo: (file: string) =>
     new BuildError('EREPOFILE', `--dockerfile ${file}: a directory on its path is a symbolic link or not a directory; the Dockerfile must be a file of the repository itself`),
 
+  badBuilderDockerfile: (detail: string) =>
+    new BuildError('EREPOFILE', `${detail}; fix the #build_inside_dockerfile line of build.sh`),
+  builderDockerfileOutsideRepo: (file: string) =>
+    new BuildError('EREPOFILE', `#build_inside_dockerfile=${file} in build.sh: a directory on its path is a symbolic link or not a directory; the builder's Dockerfile and its folder must be the repository's own`),
+  missingBuilderDockerfile: (file: string, revision: string) =>
+    new BuildError('ENODOCKERFILE', `there is no ${file} in the repository at ${revision}, the Dockerfile build.sh's #build_inside_dockerfile line names; check the path (relative to the repository root) or add the file`),
+  builderBuild: (file: string, detail: string) =>
+    new BuildError('EBUILDERBUILD', `building the builder image from ${file} failed: ${detail}; fix the step of ${file} whose output is above`),
   badBuilderImage: (detail: string) =>
     new BuildError('EBUILDERIMAGE', `${detail}; fix the #build_inside_docker_image line of build.sh`),
   workDir: (problem: string) => new BuildError('EWORKDIR', `the server's work dir is not usable: ${problem}`),

@@ -17,8 +17,10 @@ const SMALL_FILE = 1 << 20;
 /**
  * Streams a directory as a tar, entry by entry, with paths under `prefix`. Only small files
  * are held whole; large ones go to the engine as they are read, with backpressure.
+ * `mtime` replaces every entry's time: the same files then make the same bytes, whenever
+ * git wrote them (the builder step hashes its context so).
  */
-export function packDirectory(root: string, filter: ContextFilter, prefix = ''): ContextStream {
+export function packDirectory(root: string, filter: ContextFilter, prefix = '', mtime?: Date): ContextStream {
   const pack = tar.pack();
   const name = (rel: string) => (prefix ? (rel ? `${prefix}/${rel}` : prefix) : rel);
   const walk = async (rel: string): Promise<void> => {
@@ -28,7 +30,7 @@ export function packDirectory(root: string, filter: ContextFilter, prefix = ''):
       const full = path.join(root, relPath);
       const included = filter.includes(relPath);
       const stat = await lstat(full);
-      const common = { name: name(relPath), mode: stat.mode & 0o7777, mtime: stat.mtime, uid: 0, gid: 0 };
+      const common = { name: name(relPath), mode: stat.mode & 0o7777, mtime: mtime ?? stat.mtime, uid: 0, gid: 0 };
       if (stat.isDirectory()) {
         if (included) await addEntry(pack, { ...common, type: 'directory' });
         if (included || filter.mayIncludeBelow(relPath)) await walk(relPath);

@@ -59,7 +59,12 @@ export interface BuildContext {
   commit?: string;
   metadata?: {
     version: string;
+    /** The image build.sh runs in: named by build.sh, or made by the builder step. */
     builderImage?: string;
+    /** build.sh's #build_inside_dockerfile: the builder step makes builderImage from it. */
+    builderDockerfile?: string;
+    /** builderImage was made on this engine by the builder step: nothing to pull. */
+    builderBuilt?: boolean;
     testEntrypoint?: string[];
     imageFrom?: string;
   };
@@ -74,6 +79,8 @@ export interface Step {
   /** The header's text after the step name. */
   describe(ctx: BuildContext): string;
   run(ctx: BuildContext): Promise<void>;
+  /** A step with nothing to do for this build (no header, no record), e.g. the builder step without its header. */
+  skip?(ctx: BuildContext): boolean;
 }
 
 /**

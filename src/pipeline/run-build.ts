@@ -16,6 +16,7 @@ import { Watchdog } from '../watchdog.js';
 import { lastBuilderImage, networkAhead } from './networks.js';
 import { keepSpare, takeSpare } from './spare-networks.js';
 import { BuildTrace, traceEngine, withTrace } from './trace.js';
+import { builderStep } from './steps/builder.js';
 import { buildScriptStep } from './steps/build-script.js';
 import { checkoutStep } from './steps/checkout.js';
 import { imageStep } from './steps/image.js';
@@ -25,7 +26,7 @@ import { pushStep } from './steps/push.js';
 import { resultStep } from './steps/result.js';
 import { testStep } from './steps/test.js';
 
-export const STEPS: readonly Step[] = [loginStep, checkoutStep, metadataStep, buildScriptStep, imageStep, testStep, pushStep, resultStep];
+export const STEPS: readonly Step[] = [loginStep, checkoutStep, metadataStep, builderStep, buildScriptStep, imageStep, testStep, pushStep, resultStep];
 
 export interface BuildServices {
   config: Config;

@@ -13,6 +13,7 @@ export function elapsed(ctx: BuildContext): string {
 export async function runSteps(ctx: BuildContext, steps: readonly Step[]): Promise<void> {
   for (const step of steps) {
     ctx.signal.throwIfAborted();
+    if (step.skip?.(ctx)) continue;
     ctx.out.line(`${elapsed(ctx)} | # ${step.name}: ${step.describe(ctx)}`);
     const started = Date.now();
     if (ctx.hooks?.step) {

@@ -70,16 +70,19 @@ function pairs(values: string[], flag: string, name: RegExp, nameRule: string, s
   return out;
 }
 
-/** A Dockerfile path inside the repository: relative, no "..", nothing a shell or tar would read differently. */
-export function validateDockerfilePath(raw: string): string {
-  const rule = 'give a path relative to the repository root, e.g. docker/Dockerfile.prod';
-  if (!raw || raw.length > 255) throw errors.invalidInput(`--dockerfile must be 1 to 255 characters; ${rule}`);
-  if (/[\x00-\x1f\x7f\\]/.test(raw)) throw errors.invalidInput(`--dockerfile holds control characters or a backslash; ${rule}`);
-  if (raw.startsWith('/')) throw errors.invalidInput(`--dockerfile "${raw}" is absolute; ${rule}`);
-  if (raw.split('/').includes('..')) throw errors.invalidInput(`--dockerfile "${raw}" has a ".." part; it must stay inside the repository; ${rule}`);
+/**
+ * A Dockerfile path inside the repository: relative, no "..", nothing a shell or tar would read differently.
+ * `name` is what the user wrote it in (--dockerfile, or build.sh's #build_inside_dockerfile line).
+ */
+export function validateDockerfilePath(raw: string, name = '--dockerfile', example = 'docker/Dockerfile.prod'): string {
+  const rule = `give a path relative to the repository root, e.g. ${example}`;
+  if (!raw || raw.length > 255) throw errors.invalidInput(`${name} must be 1 to 255 characters; ${rule}`);
+  if (/[\x00-\x1f\x7f\\]/.test(raw)) throw errors.invalidInput(`${name} holds control characters or a backslash; ${rule}`);
+  if (raw.startsWith('/')) throw errors.invalidInput(`${name} "${raw}" is absolute; ${rule}`);
+  if (raw.split('/').includes('..')) throw errors.invalidInput(`${name} "${raw}" has a ".." part; it must stay inside the repository; ${rule}`);
   const normalized = path.posix.normalize(raw);
   if (normalized === '.' || normalized.endsWith('/') || normalized.split('/').some((part) => part === '.git' || part === '.hg')) {
-    throw errors.invalidInput(`--dockerfile "${raw}" names no file of the repository; ${rule}`);
+    throw errors.invalidInput(`${name} "${raw}" names no file of the repository; ${rule}`);
   }
   return normalized;
 }

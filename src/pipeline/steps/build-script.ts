@@ -4,13 +4,29 @@ import { ensureImage, runAttached } from '../../docker/containers.js';
 import { limitsHostConfig } from '../../docker/limits.js';
 import { createContextFilter } from '../../context/filter.js';
 import { packDirectory } from '../../context/tar.js';
-import { authConfig, removeLater, type Step } from '../context.js';
+import { authConfig, removeLater, type BuildContext, type Step } from '../context.js';
 import { joinNetwork } from '../../docker/netns.js';
 import { networkAhead, rememberBuilderImage } from '../networks.js';
 import { takeSpare } from '../spare-networks.js';
 import { splitImageRef } from '../../request/registry.js';
 
 const NOT_READY = Symbol('not ready');
+
+/** The image build.sh's #build_inside_docker_image line names, pulled when the engine lacks it; its normalized name. */
+async function pullBuilder(ctx: BuildContext, named: string): Promise<string> {
+  // The push credentials go only to the push registry, named by the same rule as --image.
+  let image: string;
+  let registry: string;
+  try {
+    ({ ref: image, registry } = splitImageRef(named, 'the builder image'));
+  } catch (err) {
+    throw isBuildError(err) ? errors.badBuilderImage(err.message) : err;
+  }
+  const sameRegistry = registry === ctx.request.registry.server;
+  await ensureImage(ctx.docker, image, 'builder', sameRegistry ? authConfig(ctx) : undefined, ctx.signal,
+    (line) => ctx.out.line(line), (detail) => errors.imageMissing(image, 'builder', detail), ctx.watchdog);
+  return image;
+}
 
 // Runs build.sh even when git lost its executable bit.
 const RUN_BUILD_SCRIPT = 'if [ -x ./build.sh ]; then exec ./build.sh; else exec sh ./build.sh; fi';
@@ -26,17 +42,7 @@ export const buildScriptStep: Step = {
   async run(ctx) {
     const named = ctx.metadata?.builderImage;
     if (!named) return;
-    // The push credentials go only to the push registry, named by the same rule as --image.
-    let image: string;
-    let registry: string;
-    try {
-      ({ ref: image, registry } = splitImageRef(named, 'the builder image'));
-    } catch (err) {
-      throw isBuildError(err) ? errors.badBuilderImage(err.message) : err;
-    }
-    const sameRegistry = registry === ctx.request.registry.server;
-    await ensureImage(ctx.docker, image, 'builder', sameRegistry ? authConfig(ctx) : undefined, ctx.signal,
-      (line) => ctx.out.line(line), (detail) => errors.imageMissing(image, 'builder', detail), ctx.watchdog);
+    const image = ctx.metadata!.builderBuilt ? named : await pullBuilder(ctx, named);
 
     // A namespace made ahead is taken only when it is ready: waiting for it would cost what making
     // one costs (a rebuild reaches this point within milliseconds). One still on its way serves

@@ -2,7 +2,7 @@ import { lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { readRepoFile, writeRepoFile } from '../../context/repo-file.js';
 import { errors, isBuildError } from '../../errors.js';
-import { DEFAULT_DOCKERFILE } from '../../request/build-options.js';
+import { DEFAULT_DOCKERFILE, validateDockerfilePath } from '../../request/build-options.js';
 import { shellSplit } from '../../request/shell-split.js';
 import type { Step } from '../context.js';
 
@@ -20,14 +20,17 @@ export const metadataStep: Step = {
     await writeRepoFile(dir, 'VERSION', `${version}\n`);
 
     const dockerfileName = ctx.request.build.dockerfile;
-    if (dockerfileName !== DEFAULT_DOCKERFILE) await assertRealDirectories(dir, dockerfileName);
+    if (dockerfileName !== DEFAULT_DOCKERFILE) await assertRealDirectories(dir, dockerfileName, () => errors.dockerfileOutsideRepo(dockerfileName));
     const dockerfile = await readRepoFile(dir, dockerfileName);
     if (dockerfile === undefined) {
       throw dockerfileName === DEFAULT_DOCKERFILE ? errors.missingDockerfile(ctx.commit!.slice(0, 12)) : errors.missingCustomDockerfile(dockerfileName, ctx.commit!.slice(0, 12));
     }
     const buildScript = await readRepoFile(dir, 'build.sh');
     const builderImage = buildScript === undefined ? undefined : builderImageOf(buildScript);
-    if (buildScript !== undefined && !builderImage) throw errors.buildScriptWithoutImage();
+    const builderFile = buildScript === undefined ? undefined : builderDockerfileOf(buildScript);
+    if (builderImage && builderFile !== undefined) throw errors.bothBuilderHeaders();
+    if (buildScript !== undefined && !builderImage && builderFile === undefined) throw errors.buildScriptWithoutImage();
+    const builderDockerfile = builderFile === undefined ? undefined : await checkBuilderDockerfile(dir, builderFile, ctx.commit!.slice(0, 12));
 
     const { testLine, imageFrom } = scanDockerfile(dockerfile);
     let testEntrypoint: string[] | undefined;
@@ -40,8 +43,9 @@ export const metadataStep: Step = {
       }
       if (testEntrypoint.length === 0) throw errors.badTestEntrypoint('it names no command');
     }
-    ctx.metadata = { version, builderImage, testEntrypoint, imageFrom };
-    ctx.out.line(`VERSION ${version}; ${builderImage ? `build.sh runs in ${builderImage}` : 'no build.sh'}; ${testEntrypoint ? 'in-image test' : 'no in-image test'}`);
+    ctx.metadata = { version, builderImage, builderDockerfile, testEntrypoint, imageFrom };
+    const builder = builderImage ? `build.sh runs in ${builderImage}` : builderDockerfile ? `build.sh runs in an image built from ${builderDockerfile}` : 'no build.sh';
+    ctx.out.line(`VERSION ${version}; ${builder}; ${testEntrypoint ? 'in-image test' : 'no in-image test'}`);
   },
 };
 
@@ -92,6 +96,35 @@ export function builderImageOf(buildScript: string): string | undefined {
   return image;
 }
 
+/** The path of build.sh's first `#build_inside_dockerfile=PATH` line, as written (not yet checked), if any. */
+export function builderDockerfileOf(buildScript: string): string | undefined {
+  let file: string | undefined;
+  eachLine(buildScript, '#', (line) => {
+    file = directive(line, 'build_inside_dockerfile')?.trim();
+    return file !== undefined;
+  });
+  return file;
+}
+
+const BUILDER_HEADER = '#build_inside_dockerfile';
+
+/**
+ * The builder's Dockerfile under --dockerfile's rules: relative, no "..", every directory on
+ * its way a real one, the file itself a regular file of at most REPO_FILE_MAX_BYTES; its
+ * folder is the builder's build context. Returns the normalized path.
+ */
+async function checkBuilderDockerfile(dir: string, raw: string, revision: string): Promise<string> {
+  let file: string;
+  try {
+    file = validateDockerfilePath(raw, BUILDER_HEADER, 'ci/builder.Dockerfile');
+  } catch (err) {
+    throw isBuildError(err) ? errors.badBuilderDockerfile(err.message) : err;
+  }
+  await assertRealDirectories(dir, file, () => errors.builderDockerfileOutsideRepo(file));
+  if ((await readRepoFile(dir, file)) === undefined) throw errors.missingBuilderDockerfile(file, revision);
+  return file;
+}
+
 /** The Dockerfile's first #test_in_container_entrypoint value and the image of its last FROM line. */
 export function scanDockerfile(dockerfile: string): { testLine?: string; imageFrom?: string } {
   let testLine: string | undefined;
@@ -114,12 +147,12 @@ function fromImage(line: string): string | undefined {
   return undefined;
 }
 
-/** readRepoFile checks the file itself; a --dockerfile in a subdirectory also needs every directory on its way to be real. */
-async function assertRealDirectories(dir: string, relPath: string): Promise<void> {
+/** readRepoFile checks the file itself; a Dockerfile in a subdirectory also needs every directory on its way to be real. */
+async function assertRealDirectories(dir: string, relPath: string, outside: () => Error): Promise<void> {
   const parts = relPath.split('/').slice(0, -1);
   for (let i = 1; i <= parts.length; i++) {
     const stat = await lstat(path.join(dir, ...parts.slice(0, i))).catch(() => undefined);
     if (stat === undefined) return; // missing: reported as a missing Dockerfile
-    if (!stat.isDirectory()) throw errors.dockerfileOutsideRepo(relPath);
+    if (!stat.isDirectory()) throw outside();
   }
 }
