@@ -13,10 +13,12 @@ if [[ ! -s $cache ]]; then
   command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2 || { echo "debootstrap is not installed and could not be" >&2; exit 3; }
   node_bin=$(readlink -f "$(command -v node)")
   npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
+  mirror=$(bash "$(dirname "$0")/apt-mirror.sh") || exit 3
+  source "$(dirname "$0")/apt-mirror.sh" --proxy
   rootfs=$(mktemp -d /tmp/node-base.XXXXXX)
   trap 'rm -rf "$rootfs"' EXIT
-  debootstrap --variant=minbase --include=git,openssh-client,mercurial,ca-certificates bookworm "$rootfs" http://deb.debian.org/debian >/dev/null 2>&1 \
-    || { echo "debootstrap of bookworm failed (is deb.debian.org reachable?)" >&2; exit 3; }
+  debootstrap --variant=minbase --include=git,openssh-client,mercurial,ca-certificates bookworm "$rootfs" "$mirror" >/dev/null 2>&1 \
+    || { echo "debootstrap of bookworm from $mirror (this machine's apt mirror) failed; is it reachable?" >&2; exit 3; }
   # Trust what this machine trusts: its package registries may sit behind a proxy with its own CA.
   cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
   cp "$node_bin" "$rootfs/usr/bin/node"
