@@ -123,7 +123,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps,
   if (action === 'cancel') return cancel(res, id, deps);
   if (action === 'events') return events(req, res, url, summary, deps);
   if (action === 'log') return logText(res, url, summary, deps);
-  return sendJson(res, 200, publicSummary(summary));
+  const statuses = deps.projects?.statuses.of(id);
+  return sendJson(res, 200, statuses?.length ? { ...publicSummary(summary), commit_statuses: statuses } : publicSummary(summary));
 }
 
 async function submit(req: IncomingMessage, res: ServerResponse, url: URL, deps: HttpDeps): Promise<void> {

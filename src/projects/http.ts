@@ -108,16 +108,28 @@ function projectView(project: Project, deps: HttpDeps) {
 async function readRaw(req: IncomingMessage): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   const tooLarge = () => new HttpError(413, 'ETOOLARGE', `the body is larger than ${MAX_HOOK_BYTES / 1024 / 1024} MB`);
-  if (declared > MAX_HOOK_BYTES) throw tooLarge();
+  // A sender gets its 413 only once it has stopped sending (an answer while it still writes is
+  // a reset to it); past MAX_DISCARD_BYTES the connection is simply cut.
+  const discard = async (seen: number) => {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      seen += chunk.length;
+      if (seen > MAX_DISCARD_BYTES) break;
+    }
+    return tooLarge();
+  };
+  if (declared > MAX_DISCARD_BYTES) throw tooLarge();
+  if (declared > MAX_HOOK_BYTES) throw await discard(0);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_HOOK_BYTES) throw tooLarge();
+    if (size > MAX_HOOK_BYTES) throw await discard(size);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
 }
+
+const MAX_DISCARD_BYTES = 4 * MAX_HOOK_BYTES;
 
 /**
  * POST /hooks/{forge}/{project}: the signature is the authentication (no token). Answers at

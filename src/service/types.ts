@@ -105,6 +105,8 @@ export interface BuildSummary {
   /** Output bytes by stream, and how many were left out of the stored log. */
   output_bytes: { stdout: number; stderr: number };
   log_cut_bytes?: number;
+  /** Commit statuses posted for it (src/forges/statuses.ts): added where a build is shown, not stored here. */
+  commit_statuses?: Array<{ forge: string; state: string; sent: string; sha: string; context: string; description: string; attempts: number; ok: boolean; http?: number; error?: string; at: string }>;
   /** Which process ran it: a build whose process is gone is abandoned. */
   host: string;
   pid: number;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { assertNoSecrets, secretForms, unique } from '../helpers/build.js';
@@ -8,48 +8,13 @@ import { keyPath, loginCmd, testEnv } from '../helpers/env.js';
 import { eventually, suiteRepos } from '../helpers/fixtures.js';
 import { registryTags } from '../helpers/registry.js';
 import { removeAll, staticSite, type GitRepo } from '../helpers/repos.js';
+import { projectsYaml, siteProject, storedFiles } from '../helpers/projects.js';
 import { BUILDBOT_SERVER, ssh, startServer, type ServerProcess } from '../helpers/server.js';
 
 const FULL = 'projects-full-token-4c7e1a9b2d';
 const READ = 'projects-read-token-9a3f6e0c1b';
 const HOOK_SECRET = 'gh-hook-secret-7Yq2Lw9Xv4';
 const STATUS_TOKEN = 'ghs_statusTokenZ8k3Pq1Rr5';
-
-/** Every file under a directory, read: none may hold a secret. */
-export function storedFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const name of readdirSync(d)) {
-      const file = path.join(d, name);
-      const stat = statSync(file, { throwIfNoEntry: false });
-      if (!stat) continue;
-      // Clone caches hold the repository only: the build's files, not the server's.
-      if (stat.isDirectory()) {
-        if (name !== 'cache' && name !== '.git') walk(file);
-      } else if (stat.isFile() && stat.size < 20 * 1024 * 1024) {
-        out.push(readFileSync(file, 'latin1'));
-      }
-    }
-  };
-  walk(dir);
-  return out;
-}
-
-export const projectsYaml = (projects: Record<string, string>) => `projects:\n${Object.entries(projects).map(([name, body]) => `  ${name}:\n${body.trim().split('\n').map((l) => `    ${l}`).join('\n')}`).join('\n')}\n`;
-
-/** A project of the test environment: the deploy key and the registry login by reference. */
-export const siteProject = (repo: GitRepo, image: string, extra = '') => `
-repo: ${repo.url}
-repo_auth_key: {file: ${keyPath('deploy_ed25519')}}
-docker_login_cmd: {env: TEST_LOGIN}
-image: ${testEnv().registry}/${image}
-on_branch:
-  main: ["latest", "main-{short_sha}"]
-  "feature/*": ["{branch}"]
-on_tag:
-  pattern: '^v(?<version>[0-9]+\\.[0-9]+\\.[0-9]+)$'
-  tags: ["{version}"]
-${extra}`;
 
 describe('projects: the file, builds on demand over HTTP and SSH, SIGHUP', () => {
   const repoWith = suiteRepos();

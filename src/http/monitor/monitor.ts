@@ -56,15 +56,19 @@ export class Monitor {
     }
     const badge = /^\/badge\/([^/]{1,200})\.svg$/.exec(path);
     if (badge) {
-      if (!this.gate(req, res, url, false) || !this.method(req, res, ['GET', 'HEAD'])) return true;
-      return this.badge(res, decodeURIComponentSafe(badge[1]));
+      // A project with public_badge: true shows its badge to anyone (a README on the forge).
+      const name = decodeURIComponentSafe(badge[1]);
+      if ((!this.deps.projects?.get(name)?.publicBadge && !this.gate(req, res, url, false)) || !this.method(req, res, ['GET', 'HEAD'])) return true;
+      return this.badge(res, name);
     }
     const build = /^\/builds\/([^/]{1,64})(?:\/(events|log|cancel))?$/.exec(path);
     if (!build) return false;
     const [, id, action] = build;
     const viewer = this.gate(req, res, url, !action);
     if (!viewer || !this.method(req, res, action === 'cancel' ? ['POST'] : ['GET', 'HEAD'])) return true;
-    const summary = BUILD_ID.test(id) ? this.deps.history.get(id) : undefined;
+    const stored = BUILD_ID.test(id) ? this.deps.history.get(id) : undefined;
+    const statuses = stored && this.deps.projects?.statuses.of(stored.id);
+    const summary = stored && statuses?.length ? { ...stored, commit_statuses: statuses } : stored;
     if (!summary) {
       const message = html`There is no build ${BUILD_ID.test(id) ? id : 'with that id'} on this server: it may have been pruned (the history keeps the newest builds of each service). <a href="/">See the builds there are</a>.`;
       if (action) return this.plain(res, 404, `no build ${BUILD_ID.test(id) ? id : 'with that id'}; GET / lists them\n`);

@@ -207,7 +207,8 @@ ${summary.error ? html`<p class="error-line" role="alert"><strong>${summary.erro
   ${fact('Image', html`<span class="image">${summary.image}</span>`)}
   ${fact('Tags', html`<span class="tags">${summary.tags.map((t) => html`<span class="tag">${t}</span>`)}</span>`)}
   ${summary.digest ? fact('Digest', html`<code class="digest">${summary.digest}</code>`, 'wide') : ''}
-  ${fact('Source', summary.source)}
+  ${fact('Source', summary.trigger ? `${summary.source}: ${summary.trigger.project} ${summary.trigger.ref}${summary.trigger.forge ? ` from ${summary.trigger.forge}` : ''}${summary.trigger.pusher ? `, pushed by ${summary.trigger.pusher}` : ''}${summary.trigger.delivery ? ` (delivery ${summary.trigger.delivery})` : ''}` : summary.source)}
+  ${summary.commit_statuses?.length ? fact('Commit statuses', html`<ul class="statuses">${summary.commit_statuses.map((s) => html`<li class="${s.ok ? 'ok' : 'bad'}">${s.forge} <code>${s.sent}</code> ${s.ok ? 'posted' : 'not posted'} (${s.attempts} attempt${s.attempts === 1 ? '' : 's'}${s.http ? `, HTTP ${s.http}` : ''})${s.ok || !s.error ? '' : html`: <span class="muted">${s.error}</span>`}</li>`)}</ul>`, 'wide') : ''}
   ${fact('Queued', html`<time datetime="${summary.created_at}" title="${summary.created_at}">${new Date(summary.created_at).toISOString().replace('T', ' ').slice(0, 19)} UTC</time>`)}
   ${fact('Duration', live
     ? html`<span class="ticking" data-elapsed-since="${since}">${formatDuration((Date.now() - Date.parse(since)) / 1000)}</span>${summary.status === 'queued' ? ' waiting' : ''}`
