@@ -76,7 +76,7 @@ function answerBuild(res: ServerResponse, status: number, summary: BuildSummary,
 }
 
 /** What GET /api/v1/projects shows of a project: never a secret, nor the file's secret references. */
-function projectView(project: Project, deps: HttpDeps) {
+export function projectView(project: Project, deps: HttpDeps) {
   let repo = '';
   try {
     repo = validateRepoUrl(project.repo, project.vcs).displayUrl;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { chromium } from 'playwright-core';
 import { assertNoSecrets, secretForms, unique } from '../helpers/build.js';
 import { spawnRunning } from '../helpers/cli.js';
 import { keyPath, loginCmd, testEnv } from '../helpers/env.js';
@@ -152,6 +153,50 @@ webhooks:
     await server.waitForLog(/projects-reload-failed .*line 15.*kept=2/);
     assert.deepEqual(await names(), ['site', 'docs'], 'the old projects stay');
     writeFileSync(file, good);
+  });
+
+  it('the monitor\'s projects page: a Build form for a full-access session only, which starts the build', async () => {
+    const browser = await chromium.launch({
+      executablePath: process.env.BUILDBOT_CHROMIUM ?? '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
+    });
+    try {
+      const signedIn = async (token: string) => {
+        const context = await browser.newContext();
+        const page = await context.newPage();
+        await page.goto(`${base()}/signin?next=/projects`);
+        await page.fill('#token', token);
+        await page.press('#token', 'Enter');
+        await page.waitForURL(`${base()}/projects`);
+        return { context, page };
+      };
+      const reader = await signedIn(READ);
+      assert.equal(await reader.page.locator('#project-site h2').textContent(), 'site');
+      assert.equal(await reader.page.locator('form.build-form').count(), 0, 'no Build form for a read-only session');
+      seen.push(await reader.page.content());
+      await reader.context.close();
+
+      const { context, page } = await signedIn(FULL);
+      assert.match(await page.locator('#project-site').textContent() ?? '', /latest.*main-\{short_sha\}/s);
+      assert.equal(await page.locator('#project-site a[href^="/builds/"]').first().isVisible(), true, 'the last build per ref links to it');
+      await page.fill('#ref-site', 'nightly');
+      await page.click('#project-site button[type=submit]');
+      await page.waitForSelector('#build-error');
+      assert.match(await page.textContent('#build-error') ?? '', /maps no tags for "nightly"/);
+      seen.push(await page.content());
+
+      await page.fill('#ref-site', 'main');
+      await page.click('#project-site button[type=submit]');
+      await page.waitForURL(/\/builds\/[0-9a-z]{17}$/);
+      const id = page.url().split('/').pop()!;
+      const summary = (await call(`/api/v1/builds/${id}`, { token: READ })).json();
+      assert.deepEqual(summary.trigger, { project: 'site', ref: 'main', via: 'monitor' });
+      await waitFor(id, 'succeeded');
+      seen.push(await page.content());
+      await context.close();
+    } finally {
+      await browser.close();
+    }
   });
 
   it('no secret of the file in any answer, the server log or a stored file', () => {

@@ -11,6 +11,9 @@ import { html } from './html.js';
 import { LogShape } from './log-model.js';
 import { buildHeader, buildPage, buildRow, errorPage, groupOf, listPage, signInPage, STATUSES, type LogStart, type RowExtra, type Viewer } from './pages.js';
 import { sessionCookie, Sessions, SESSION_SECONDS } from './session.js';
+import { projectsPage } from './projects-page.js';
+import { projectView } from '../../projects/http.js';
+import { errors, isBuildError } from '../../errors.js';
 
 /** A page opens a huge log at its last this-many bytes of output (the rest on request). */
 export const TAIL_BYTES = 512 * 1024;
@@ -54,6 +57,7 @@ export class Monitor {
       if (!viewer || !this.method(req, res, ['GET', 'HEAD'])) return true;
       return path === '/' ? this.list(req, res, url, viewer) : this.listEvents(res);
     }
+    if (path === '/projects' || path.startsWith('/projects/')) return this.projects(req, res, url);
     const badge = /^\/badge\/([^/]{1,200})\.svg$/.exec(path);
     if (badge) {
       // A project with public_badge: true shows its badge to anyone (a README on the forge).
@@ -320,6 +324,38 @@ export class Monitor {
     res.writeHead(303, { Location: `/builds/${summary.id}`, 'Cache-Control': 'no-store' });
     res.end();
     return true;
+  }
+
+  /** The projects page, and its Build form (full-access sessions; the form carries the session's CSRF token). */
+  private async projects(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
+    const start = /^\/projects\/([^/]{1,200})\/build$/.exec(url.pathname);
+    if (url.pathname !== '/projects' && !start) return false;
+    const viewer = this.gate(req, res, url, !start);
+    if (!viewer || !this.method(req, res, start ? ['POST'] : ['GET', 'HEAD'])) return true;
+    const cards = () => this.deps.projects?.all().map((p) => projectView(p, this.deps));
+    if (!start) return this.page(res, 200, projectsPage({ viewer, projects: cards() }));
+    const form = await readForm(req);
+    const name = decodeURIComponentSafe(start[1]);
+    if (viewer.session?.access !== 'full') {
+      return this.page(res, 403, errorPage({ viewer, title: 'Read-only session', message: 'Starting a build needs a full-access token (--api-token). Sign out and sign in with one.' }));
+    }
+    if (viewer.cookie && (!this.sameOrigin(req) || !this.sessions.csrfMatches(viewer.session, form?.get('csrf') ?? undefined))) {
+      return this.page(res, 403, errorPage({ viewer, title: 'Refused', message: html`This build request did not come from a page of this server. <a href="/projects">Open the projects</a> and use a Build button.` }));
+    }
+    const ref = (form?.get('ref') ?? '').trim();
+    try {
+      if (!this.deps.projects) throw errors.usage('this server has no projects file');
+      if (this.deps.service.isStopping) throw errors.usage('the server is shutting down; try again once it is back');
+      const build = await this.deps.projects.onDemand(name, ref, undefined, 'monitor');
+      this.deps.log('project-build', { build: build.id, project: name, ref, via: 'monitor' });
+      res.writeHead(303, { Location: `/builds/${build.id}`, 'Cache-Control': 'no-store' });
+      res.end();
+      return true;
+    } catch (err) {
+      if (!isBuildError(err)) throw err;
+      const message = err.message.replace(/--revision/g, 'the ref').replace(/; give the tags to push with it$/, '; map it in the projects file, or build it with tags over the API');
+      return this.page(res, 400, projectsPage({ viewer, projects: cards(), error: { project: name, message }, ref }));
+    }
   }
 
   private badge(res: ServerResponse, serviceId: string): boolean {

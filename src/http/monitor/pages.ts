@@ -43,7 +43,7 @@ ${opts.script ? html`<script type="module" src="/assets/${opts.script}"></script
 <a class="skip" href="#main">Skip to content</a>
 <header class="topbar">
   <a class="brand" href="/"><span class="logo" aria-hidden="true">▶</span>buildbot</a>
-  <nav class="topnav" aria-label="Main"><a href="/">Builds</a></nav>
+  <nav class="topnav" aria-label="Main"><a href="/">Builds</a> <a href="/projects">Projects</a></nav>
   <div class="who">
     ${access ? html`<span class="access access-${access}" title="${access === 'full' ? 'This session can cancel builds' : 'This session can only look'}">${access === 'full' ? 'full access' : 'read only'}</span>` : ''}
     ${viewer.cookie && viewer.session ? html`<form method="post" action="/signout" class="inline"><input type="hidden" name="csrf" value="${viewer.session.csrf}"><button class="link-button" type="submit">Sign out</button></form>` : ''}
