@@ -37,10 +37,15 @@ export interface Config {
   stallTimeoutMs: number;
   /** A build running this long is cancelled (src/pipeline/build-signal.ts); a request may only lower it. */
   buildTimeoutMs: number;
+  /** A service's #build_cache volumes together over this are dropped after its build (src/pipeline/build-cache.ts). */
+  buildCacheMaxBytes: number;
+  /** Caches unused this many days are removed (by the server, at start and every hour). */
+  buildCacheDays: number;
 }
 
 /** Defaults of the settings both the server and buildbot.sh have, in seconds. */
 export const TIMEOUT_DEFAULTS = { stallSeconds: 600, buildSeconds: 3600 };
+export const BUILD_CACHE_DEFAULTS = { maxMb: 4096, days: 14 };
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -54,6 +59,8 @@ export interface ConfigOverrides {
   /** Flag values, which win over the environment: seconds, unvalidated. */
   stallTimeout?: string;
   buildTimeout?: string;
+  buildCacheMaxMb?: string;
+  buildCacheDays?: string;
 }
 
 export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
@@ -74,6 +81,8 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
     spareNetworkSeconds: 0,
     stallTimeoutMs: 1000 * timeoutSeconds(overrides.stallTimeout, env.BUILDBOT_STALL_TIMEOUT, '--stall-timeout', 'BUILDBOT_STALL_TIMEOUT', TIMEOUT_DEFAULTS.stallSeconds),
     buildTimeoutMs: 1000 * timeoutSeconds(overrides.buildTimeout, env.BUILDBOT_BUILD_TIMEOUT, '--build-timeout', 'BUILDBOT_BUILD_TIMEOUT', TIMEOUT_DEFAULTS.buildSeconds),
+    buildCacheMaxBytes: 1024 * 1024 * wholeNumber(overrides.buildCacheMaxMb, env.BUILDBOT_BUILD_CACHE_MAX_MB, '--build-cache-max-mb', 'BUILDBOT_BUILD_CACHE_MAX_MB', BUILD_CACHE_DEFAULTS.maxMb, 1 << 30),
+    buildCacheDays: wholeNumber(overrides.buildCacheDays, env.BUILDBOT_BUILD_CACHE_DAYS, '--build-cache-days', 'BUILDBOT_BUILD_CACHE_DAYS', BUILD_CACHE_DEFAULTS.days, 36500),
     toolEnv: {
       PATH: env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       HOME: env.HOME ?? '/root',
@@ -94,5 +103,13 @@ function timeoutSeconds(flag: string | undefined, envValue: string | undefined, 
   if (!/^\d{1,7}$/.test(value) || n === 0 || n > MAX_TIMEOUT_SECONDS) {
     throw errors.usage(`${flag !== undefined ? flagName : envName} "${value}" is not a number of seconds from 1 to ${MAX_TIMEOUT_SECONDS}`);
   }
+  return n;
+}
+
+function wholeNumber(flag: string | undefined, envValue: string | undefined, flagName: string, envName: string, fallback: number, max: number): number {
+  const value = flag ?? (envValue || undefined);
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!/^\d{1,10}$/.test(value) || n < 1 || n > max) throw errors.usage(`${flag !== undefined ? flagName : envName} "${value}" is not a whole number from 1 to ${max}`);
   return n;
 }

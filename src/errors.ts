@@ -162,6 +162,8 @@ export const errors = {
   dockerfileOutsideRepo: (file: string) =>
     new BuildError('EREPOFILE', `--dockerfile ${file}: a directory on its path is a symbolic link or not a directory; the Dockerfile must be a file of the repository itself`),
 
+  badBuildCache: (detail: string) =>
+    new BuildError('EBUILDCACHE', `the #build_cache line of build.sh cannot be used: ${detail}; fix it (absolute paths in the builder separated by spaces, e.g. #build_cache=/root/.cache/go-build /go/pkg/mod)`),
   badBuilderDockerfile: (detail: string) =>
     new BuildError('EREPOFILE', `${detail}; fix the #build_inside_dockerfile line of build.sh`),
   builderDockerfileOutsideRepo: (file: string) =>

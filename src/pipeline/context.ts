@@ -65,11 +65,17 @@ export interface BuildContext {
     builderDockerfile?: string;
     /** builderImage was made on this engine by the builder step: nothing to pull. */
     builderBuilt?: boolean;
+    /** build.sh's #build_cache paths (src/pipeline/build-cache.ts). */
+    buildCaches?: string[];
     testEntrypoint?: string[];
     imageFrom?: string;
   };
   /** The builder container whose /project is the build context, when build.sh ran. */
   builder?: Docker.Container;
+  /** Settles once the builder is removed (the test step starts that). */
+  builderRemoved?: Promise<void>;
+  /** Drops the service's caches over the size bound (src/pipeline/build-cache.ts); once, before the result line. */
+  boundCaches?: () => Promise<void>;
   imageId?: string;
   digest?: string;
 }
@@ -93,9 +99,9 @@ export function inBackground<T>(ctx: BuildContext, work: () => Promise<T>): Prom
   return started;
 }
 
-/** Removes containers of the build in the background while later steps run. */
-export function removeLater(ctx: BuildContext, ...containers: Array<Docker.Container | undefined>): void {
-  void inBackground(ctx, async () => {
+/** Removes containers of the build in the background while later steps run; settles once they are gone (or failed to go). */
+export function removeLater(ctx: BuildContext, ...containers: Array<Docker.Container | undefined>): Promise<void> {
+  return inBackground(ctx, async () => {
     await Promise.all(containers.map(async (container) => {
       if (!container) return;
       try {

@@ -20,12 +20,16 @@ export interface BuildOptions {
   noCache: boolean;
   /** RUN --mount=type=secret,id=ID: values by id, served by the BuildKit session. */
   secrets: Record<string, string>;
+  /** --no_build_cache: build.sh's #build_cache paths get fresh volumes; the kept ones stay as they are. */
+  noBuildCache: boolean;
+  /** --reset_build_cache: the service's kept caches are removed before build.sh, and made again empty. */
+  resetBuildCache: boolean;
 }
 
 export const DEFAULT_DOCKERFILE = 'Dockerfile';
 
 /** What a build without build flags gets. */
-export const defaultBuildOptions = (): BuildOptions => ({ args: {}, dockerfile: DEFAULT_DOCKERFILE, pull: false, cacheFrom: [], noCache: false, secrets: {} });
+export const defaultBuildOptions = (): BuildOptions => ({ args: {}, dockerfile: DEFAULT_DOCKERFILE, pull: false, cacheFrom: [], noCache: false, secrets: {}, noBuildCache: false, resetBuildCache: false });
 const MAX_ITEMS = 100;
 const MAX_VALUE = 64 * 1024;
 const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
@@ -100,6 +104,9 @@ export function readBuildOptions(args: Raw, secrets: string[]): BuildOptions {
   const cacheFrom = list(args.cache_from).flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
   if (cacheFrom.length > MAX_ITEMS) throw errors.usage(`--cache_from was given more than ${MAX_ITEMS} times`);
   const dockerfile = single(args, 'dockerfile');
+  const noBuildCache = bool(args, 'no_build_cache');
+  const resetBuildCache = bool(args, 'reset_build_cache');
+  if (noBuildCache && resetBuildCache) throw errors.usage('--no_build_cache and --reset_build_cache were both given; give one: fresh caches for this build only, or the kept ones emptied first');
   return {
     args: pairs(list(args.build_arg), 'build_arg', NAME, 'a build argument name is letters, digits and "_", not starting with a digit', false),
     target,
@@ -109,6 +116,8 @@ export function readBuildOptions(args: Raw, secrets: string[]): BuildOptions {
     cacheFrom: [...new Set(cacheFrom.map((ref) => splitImageRef(ref, '--cache_from').ref))],
     noCache: bool(args, 'no_cache'),
     secrets: secretValues,
+    noBuildCache,
+    resetBuildCache,
   };
 }
 
@@ -122,4 +131,6 @@ export const BUILD_FLAGS = {
   cache_from: { type: 'string', describe: 'an image in the registry whose layers may be reused (inline cache); repeat it or give a comma-separated list' },
   no_cache: { type: 'boolean', describe: 'use no cached layers' },
   build_secret: { type: 'string', describe: 'ID=VALUE for RUN --mount=type=secret,id=ID; repeat it for more; redacted' },
+  no_build_cache: { type: 'boolean', describe: 'build.sh gets fresh caches at its #build_cache paths; the kept ones are left as they are' },
+  reset_build_cache: { type: 'boolean', describe: 'empty the service\'s kept #build_cache caches before build.sh runs' },
 } as const;

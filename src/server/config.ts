@@ -59,6 +59,8 @@ const FLAGS = {
   'keepalive-count': { type: 'string', describe: `unanswered probes after which the client counts as gone and its build is cancelled (env BUILDBOT_KEEPALIVE_COUNT, default ${D.keepaliveCount})` },
   'git-ssh-persist': { type: 'string', describe: `seconds an idle SSH connection to a git host is kept for the next build with the same key; 0: off (env BUILDBOT_GIT_SSH_PERSIST, default ${D.gitSshPersistSeconds})` },
   'spare-network': { type: 'string', describe: `seconds a network namespace made after a service's build is kept for its next build; 0: off (env BUILDBOT_SPARE_NETWORK, default ${D.spareNetworkSeconds})` },
+  'build-cache-max-mb': { type: 'string', describe: 'a service\'s #build_cache caches together over this many MB are dropped after its build (env BUILDBOT_BUILD_CACHE_MAX_MB, default 4096)' },
+  'build-cache-days': { type: 'string', describe: 'caches no build used for this many days are removed (env BUILDBOT_BUILD_CACHE_DAYS, default 14)' },
   'history-per-service': { type: 'string', describe: `finished builds kept per service in the history (env BUILDBOT_HISTORY_PER_SERVICE, default ${D.historyPerService})` },
   projects: { type: 'string', describe: 'the projects file (YAML): builds by project name, forge webhooks and commit statuses (env BUILDBOT_PROJECTS; none by default)' },
   'check-projects': { type: 'string', describe: 'check a projects file and exit: 0 when it is valid, 2 naming the key and line at fault' },
@@ -111,6 +113,8 @@ export async function parseServerArgs(argv: readonly string[], env: Env): Promis
     // Flags only: loadConfig reads the environment itself, and names the variable in its errors.
     stallTimeout: pick('stall-timeout', ''),
     buildTimeout: pick('build-timeout', ''),
+    buildCacheMaxMb: pick('build-cache-max-mb', ''),
+    buildCacheDays: pick('build-cache-days', ''),
   });
 
   const keyValue = pick('authorized-key', 'SSH_PUBKEY_IN_INITIATE_BUILDS');

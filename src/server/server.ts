@@ -17,6 +17,7 @@ import { removeOrphanKeys, removeOrphans } from './orphans.js';
 import { migrateCloneCaches } from '../pipeline/clone-cache.js';
 import { closeSshMasters } from '../vcs/ssh-master.js';
 import { dropSpares } from '../pipeline/spare-networks.js';
+import { removeUnusedCaches } from '../pipeline/build-cache.js';
 import { BuildService } from '../service/service.js';
 import { History } from '../service/history.js';
 import { createMetrics } from '../service/metrics.js';
@@ -56,6 +57,8 @@ const KEX: ssh2.KexAlgorithm[] = ['curve25519-sha256', 'curve25519-sha256@libssh
 
 /** Failed authentication attempts a connection gets before it is disconnected (OpenSSH's MaxAuthTries). */
 export const MAX_AUTH_TRIES = 6;
+/** How often caches unused for --build-cache-days are looked for. */
+const CACHE_EXPIRY_INTERVAL_MS = 3600_000;
 /** How long a shutdown waits for builds it aborted to end, past the grace period. */
 const ABORTED_BUILDS_WAIT_MS = 20_000;
 
@@ -83,6 +86,11 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
   await closeSshMasters(config.workDir, config.toolEnv);
   const sweep = () => removeOrphans(docker, log, running).catch((err: Error) => log('orphan-check-failed', { error: err.message }));
   await sweep();
+  // Build caches no build used for --build-cache-days go, now and every hour; in the background: never in a build's way.
+  const expireCaches = () => void removeUnusedCaches(docker, config.workDir, config.buildCacheDays, log).catch((err: Error) => log('build-cache-expire-failed', { error: err.message }));
+  expireCaches();
+  const cacheTimer = setInterval(expireCaches, CACHE_EXPIRY_INTERVAL_MS);
+  cacheTimer.unref();
   const engineWatch = watchEngine(docker, config.dockerLabel, log, () => {
     removals.retryNow();
     void sweep();
@@ -309,6 +317,7 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
       clearTimeout(timer);
       log('git-ssh-closed', { connections: await closeSshMasters(config.workDir, config.toolEnv) });
       await dropSpares(log);
+      clearInterval(cacheTimer);
       // The final commit statuses of the last builds: a short wait, then they are given up (and logged).
       if (projects && !(await projects.statuses.settle(Math.min(config.shutdownGraceMs, 10_000)))) log('status-given-up', { reason: 'the server is stopping' });
       engineWatch.stop();

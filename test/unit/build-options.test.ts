@@ -14,7 +14,13 @@ const rejects = (args: string[], message: RegExp) =>
 describe('build options', () => {
   it('defaults to the root Dockerfile and nothing else', async () => {
     const { build } = await request([]);
-    assert.deepEqual({ ...build, args: { ...build.args }, secrets: { ...build.secrets } }, { args: {}, target: undefined, platform: undefined, dockerfile: 'Dockerfile', pull: false, cacheFrom: [], noCache: false, secrets: {} });
+    assert.deepEqual({ ...build, args: { ...build.args }, secrets: { ...build.secrets } }, { args: {}, target: undefined, platform: undefined, dockerfile: 'Dockerfile', pull: false, cacheFrom: [], noCache: false, secrets: {}, noBuildCache: false, resetBuildCache: false });
+  });
+
+  it('reads --no_build_cache and --reset_build_cache, and refuses both at once', async () => {
+    assert.equal((await request(['--no_build_cache'])).build.noBuildCache, true);
+    assert.equal((await request(['--reset_build_cache'])).build.resetBuildCache, true);
+    await rejects(['--no_build_cache', '--reset_build_cache'], /--no_build_cache and --reset_build_cache were both given; give one/);
   });
 
   it('reads every option, switches included, wherever they stand', async () => {

@@ -21,3 +21,29 @@ describe('the builder step\'s names and build.sh\'s builder headers', () => {
     assert.equal(builderDockerfileOf('#build_inside_dockerfile=\n'), '', 'an empty value is read, and then refused by the path rules');
   });
 });
+
+describe('#build_cache paths', () => {
+  it('takes absolute plain paths and refuses what could reach outside a cache', async () => {
+    const { parseCachePaths, cacheVolumeName } = await import('../../src/pipeline/build-cache.js');
+    assert.deepEqual(parseCachePaths(' /root/.cache/go-build   /go/pkg/mod/ '), ['/root/.cache/go-build', '/go/pkg/mod']);
+    for (const [value, problem] of [
+      ['', /names no path/],
+      ['relative/path', /not absolute/],
+      ['/a/../etc', /not a plain absolute path/],
+      ['/a/./b', /not a plain absolute path/],
+      ['/', /not a plain absolute path/],
+      ['/a$(id)', /not a plain absolute path/],
+      ['/project', /inside \/project/],
+      ['/proc/self', /inside \/proc/],
+      ['/a /a/b', /inside another path/],
+      ['/a /a', /inside another path/],
+      [`/${'x'.repeat(300)}`, /longer than 255/],
+      [Array.from({ length: 9 }, (_, i) => `/c${i}`).join(' '), /at most 8/],
+    ] as const) {
+      assert.throws(() => parseCachePaths(value), (err: Error & { code?: string }) => err.code === 'EBUILDCACHE' && problem.test(err.message), value);
+    }
+    assert.notEqual(cacheVolumeName('api', '/cache'), cacheVolumeName('Api', '/cache'));
+    assert.notEqual(cacheVolumeName('api', '/cache'), cacheVolumeName('api', '/cache2'));
+    assert.match(cacheVolumeName('My.Service', '/cache'), /^buildbot-cache-my-service-[0-9a-f]{8}-[0-9a-f]{12}$/);
+  });
+});

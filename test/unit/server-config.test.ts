@@ -30,3 +30,19 @@ describe('server keepalive settings', () => {
     await assert.rejects(serve([], { BUILDBOT_KEEPALIVE_COUNT: '2.5' }), /--keepalive-count "2.5" is not a positive whole number/);
   });
 });
+
+describe('build cache bounds', () => {
+  it('default to 4096 MB per service and 14 days; the environment sets them and a flag wins', async () => {
+    const config = await serve([]);
+    assert.deepEqual([config.buildCacheMaxBytes, config.buildCacheDays], [4096 * 1024 * 1024, 14]);
+    const env = { BUILDBOT_BUILD_CACHE_MAX_MB: '100', BUILDBOT_BUILD_CACHE_DAYS: '3' };
+    assert.deepEqual([(await serve([], env)).buildCacheMaxBytes, (await serve([], env)).buildCacheDays], [100 * 1024 * 1024, 3]);
+    const flagged = await serve(['--build-cache-max-mb', '50', '--build-cache-days', '1'], env);
+    assert.deepEqual([flagged.buildCacheMaxBytes, flagged.buildCacheDays], [50 * 1024 * 1024, 1]);
+  });
+
+  it('refuse what is not a whole number from 1, naming the flag or variable', async () => {
+    await assert.rejects(serve(['--build-cache-max-mb', '0']), /--build-cache-max-mb "0" is not a whole number from 1/);
+    await assert.rejects(serve([], { BUILDBOT_BUILD_CACHE_DAYS: '1.5' }), /BUILDBOT_BUILD_CACHE_DAYS "1.5" is not a whole number from 1/);
+  });
+});

@@ -9,6 +9,7 @@ import { joinNetwork } from '../../docker/netns.js';
 import { networkAhead, rememberBuilderImage } from '../networks.js';
 import { takeSpare } from '../spare-networks.js';
 import { splitImageRef } from '../../request/registry.js';
+import { boundCaches, cacheMounts } from '../build-cache.js';
 
 const NOT_READY = Symbol('not ready');
 
@@ -50,6 +51,8 @@ export const buildScriptStep: Step = {
     const ahead = ctx.builderNetwork && (await Promise.race([ctx.builderNetwork, Promise.resolve(NOT_READY)]));
     const holder = ahead === NOT_READY ? undefined : ahead;
     if (ahead === NOT_READY && ctx.metadata!.testEntrypoint) ctx.testNetwork = ctx.builderNetwork;
+    const caches = ctx.metadata!.buildCaches ?? [];
+    const mounts = caches.length ? await cacheMounts(ctx, caches) : undefined;
     const container = await ctx.watchdog.engine('creating the build.sh container', () => ctx.containers.create('builder', {
       Image: image,
       Entrypoint: ['/bin/sh', '-c', RUN_BUILD_SCRIPT],
@@ -62,7 +65,7 @@ export const buildScriptStep: Step = {
       ],
       AttachStdout: true,
       AttachStderr: true,
-      HostConfig: { NetworkMode: joinNetwork(holder, ctx.config.buildNetwork), ...limitsHostConfig(ctx.config.buildLimits) },
+      HostConfig: { NetworkMode: joinNetwork(holder, ctx.config.buildNetwork), ...limitsHostConfig(ctx.config.buildLimits), ...(mounts ? { Mounts: mounts } : {}) },
     }));
     // Progress is the engine taking the checkout in, chunk by chunk.
     await ctx.watchdog.engine('copying the checkout into the build.sh container', (progress) => {
@@ -77,6 +80,7 @@ export const buildScriptStep: Step = {
     });
     // Its namespace is not needed any more: it goes while the image builds.
     removeLater(ctx, holder);
+    boundCaches(ctx, caches);
     if (code !== 0) throw errors.buildScriptFailed(code);
     ctx.builder = container;
   },

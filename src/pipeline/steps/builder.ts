@@ -7,6 +7,7 @@ import { statusOf } from '../../docker/engine.js';
 import { errors } from '../../errors.js';
 import { buildOnEngine } from '../engine-build.js';
 import { inBackground, type BuildContext, type Step } from '../context.js';
+import { serviceSlug } from '../service-slug.js';
 
 /** Every builder image carries the service it was made for: its older ones are found and removed by it. */
 export const BUILDER_OF_LABEL = 'io.buildbot.builder-of';
@@ -17,15 +18,8 @@ const EPOCH = new Date(0);
 // Bumped when what the hash covers changes, so an old builder is not taken for a new one.
 const HASH_VERSION = 'buildbot-builder-1';
 
-/**
- * The image repository of a service's builders: docker's repository rules (lowercase, no
- * doubled separators) applied to the service id, and a hash of the id itself, so that
- * `Api` and `api` (two services) never share one.
- */
-export function builderRepository(serviceId: string): string {
-  const readable = serviceId.toLowerCase().replace(/[._-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 64) || 'service';
-  return `buildbot-builder/${readable}-${createHash('sha256').update(serviceId).digest('hex').slice(0, 8)}`;
-}
+/** The image repository of a service's builders. */
+export const builderRepository = (serviceId: string) => `buildbot-builder/${serviceSlug(serviceId)}`;
 
 /**
  * Makes the image build.sh runs in from the Dockerfile build.sh's #build_inside_dockerfile line

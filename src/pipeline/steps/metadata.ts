@@ -5,6 +5,7 @@ import { errors, isBuildError } from '../../errors.js';
 import { DEFAULT_DOCKERFILE, validateDockerfilePath } from '../../request/build-options.js';
 import { shellSplit } from '../../request/shell-split.js';
 import type { Step } from '../context.js';
+import { parseCachePaths } from '../build-cache.js';
 
 /** The longest #test_in_container_entrypoint line read; a command line longer than this is no command line. */
 export const TEST_LINE_MAX = 64 * 1024;
@@ -31,6 +32,8 @@ export const metadataStep: Step = {
     if (builderImage && builderFile !== undefined) throw errors.bothBuilderHeaders();
     if (buildScript !== undefined && !builderImage && builderFile === undefined) throw errors.buildScriptWithoutImage();
     const builderDockerfile = builderFile === undefined ? undefined : await checkBuilderDockerfile(dir, builderFile, ctx.commit!.slice(0, 12));
+    const cacheLine = buildScript === undefined ? undefined : headerOf(buildScript, 'build_cache');
+    const buildCaches = cacheLine === undefined ? [] : parseCachePaths(cacheLine);
 
     const { testLine, imageFrom } = scanDockerfile(dockerfile);
     let testEntrypoint: string[] | undefined;
@@ -43,7 +46,7 @@ export const metadataStep: Step = {
       }
       if (testEntrypoint.length === 0) throw errors.badTestEntrypoint('it names no command');
     }
-    ctx.metadata = { version, builderImage, builderDockerfile, testEntrypoint, imageFrom };
+    ctx.metadata = { version, builderImage, builderDockerfile, buildCaches, testEntrypoint, imageFrom };
     const builder = builderImage ? `build.sh runs in ${builderImage}` : builderDockerfile ? `build.sh runs in an image built from ${builderDockerfile}` : 'no build.sh';
     ctx.out.line(`VERSION ${version}; ${builder}; ${testEntrypoint ? 'in-image test' : 'no in-image test'}`);
   },
@@ -96,15 +99,18 @@ export function builderImageOf(buildScript: string): string | undefined {
   return image;
 }
 
-/** The path of build.sh's first `#build_inside_dockerfile=PATH` line, as written (not yet checked), if any. */
-export function builderDockerfileOf(buildScript: string): string | undefined {
-  let file: string | undefined;
+/** The value of build.sh's first `#key=…` line, trimmed and not yet checked, if any. */
+function headerOf(buildScript: string, key: string): string | undefined {
+  let value: string | undefined;
   eachLine(buildScript, '#', (line) => {
-    file = directive(line, 'build_inside_dockerfile')?.trim();
-    return file !== undefined;
+    value = directive(line, key)?.trim();
+    return value !== undefined;
   });
-  return file;
+  return value;
 }
+
+/** The path of build.sh's first `#build_inside_dockerfile=PATH` line, as written (not yet checked), if any. */
+export const builderDockerfileOf = (buildScript: string) => headerOf(buildScript, 'build_inside_dockerfile');
 
 const BUILDER_HEADER = '#build_inside_dockerfile';
 

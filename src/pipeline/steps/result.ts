@@ -5,6 +5,8 @@ export const resultStep: Step = {
   name: 'done',
   describe: ({ request }) => `${request.image} pushed as ${request.tags.join(', ')}`,
   async run(ctx) {
+    // Said before the result line, which stays the last one.
+    await ctx.boundCaches?.();
     const image = await ctx.docker.getImage(ctx.imageId!).inspect();
     const meta = {
       image_size: image.Size,

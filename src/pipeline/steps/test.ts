@@ -12,7 +12,7 @@ export const testStep: Step = {
   describe: ({ metadata }) => (metadata?.testEntrypoint ? quote(metadata.testEntrypoint) : 'none (no #test_in_container_entrypoint line in the Dockerfile)'),
   async run(ctx) {
     // The image step has read the builder's /project: the builder goes while the test runs.
-    if (ctx.builder) removeLater(ctx, ctx.builder);
+    if (ctx.builder) ctx.builderRemoved = removeLater(ctx, ctx.builder);
     const entrypoint = ctx.metadata?.testEntrypoint;
     if (!entrypoint) return;
     // Started in the background earlier; waited for here, so under the watchdog like any engine call.
