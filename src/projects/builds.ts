@@ -86,6 +86,24 @@ export class ProjectBuilds {
     return new ProjectBuilds(loaded, env, service, log, publicUrl.replace(/\/+$/, ''), workDir);
   }
 
+  /**
+   * Builds that were abandoned (their server died while they ran) got a pending status and
+   * never a final one: they get `error` now, so the forge does not show them pending for ever.
+   */
+  reportAbandoned(summaries: readonly BuildSummary[]): void {
+    for (const summary of summaries) {
+      if (summary.status !== 'abandoned' || !summary.trigger) continue;
+      const delivered = this.statuses.of(summary.id);
+      const last = delivered.at(-1);
+      if (!last || !['pending', 'running'].includes(last.state)) continue;
+      const project = this.get(summary.trigger.project);
+      for (const forge of new Set(delivered.map((d) => d.forge))) {
+        const hook = project?.webhooks[forge];
+        if (hook?.status) this.statuses.post(summary.id, forge, hook, last.sha, 'error', this.buildUrl(summary.id), 'abandoned: the build server stopped while it ran; build it again');
+      }
+    }
+  }
+
   /** SIGHUP: the file again; a file with an error keeps the old one. */
   async reload(): Promise<boolean> {
     try {

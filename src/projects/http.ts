@@ -131,6 +131,9 @@ async function readRaw(req: IncomingMessage): Promise<Buffer> {
 
 const MAX_DISCARD_BYTES = 4 * MAX_HOOK_BYTES;
 
+/** Deliveries whose build is being made right now, by delivery key. */
+const handling = new Map<string, Promise<Build | undefined>>();
+
 /**
  * POST /hooks/{forge}/{project}: the signature is the authentication (no token). Answers at
  * once: the build is queued, not awaited (Gitea waits 5 s). An event that starts nothing is a
@@ -186,6 +189,13 @@ async function webhook(req: IncomingMessage, res: ServerResponse, deps: HttpDeps
       continue;
     }
     const key = delivery === undefined ? undefined : Deliveries.key(forge, name, index ? `${delivery}#${index}` : delivery);
+    // The same delivery twice at once (a forge retrying while the first is being handled) is one build.
+    const racing = key === undefined ? undefined : handling.get(key);
+    const raced = racing && (await racing);
+    if (raced) {
+      deps.log('webhook', { ...logged, outcome: 'redelivery', build: raced.id });
+      return answerBuild(res, 200, raced.summary, projects, { redelivery: true });
+    }
     const earlier = key === undefined ? undefined : projects.deliveries.get(key);
     const earlierSummary = earlier === undefined ? undefined : deps.history.get(earlier);
     // A redelivery of a build that failed is the forge's way to say "retry": it builds again.
@@ -194,16 +204,20 @@ async function webhook(req: IncomingMessage, res: ServerResponse, deps: HttpDeps
       return answerBuild(res, 200, earlierSummary, projects, { redelivery: true });
     }
     let build: Build;
+    const attempt = projects.start(project, {
+      revision: push.revision, commit: push.commit, mapping, source: 'webhook', forge,
+      trigger: { project: name, ref: push.name, forge, ...(delivery ? { delivery } : {}), ...(push.pusher ? { pusher: push.pusher } : {}) },
+    });
+    if (key !== undefined) handling.set(key, attempt.catch(() => undefined));
     try {
-      build = await projects.start(project, {
-        revision: push.revision, commit: push.commit, mapping, source: 'webhook', forge,
-        trigger: { project: name, ref: push.name, forge, ...(delivery ? { delivery } : {}), ...(push.pusher ? { pusher: push.pusher } : {}) },
-      });
+      build = await attempt;
     } catch (err) {
       if (!isBuildError(err)) throw err;
       // The mapping made a tag Docker refuses (a placeholder's value): the operator's to fix, not the forge's.
       deps.log('webhook-build-refused', { ...logged, error: err.message });
       return sendJson(res, 200, { ignored: `the build could not be made: ${err.message}` });
+    } finally {
+      if (key !== undefined) handling.delete(key);
     }
     if (key !== undefined) projects.deliveries.remember(key, build.id);
     deps.log('webhook', { ...logged, outcome: 'build', build: build.id, ref: push.name });

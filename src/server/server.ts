@@ -268,12 +268,14 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
       // Without --public-url, links point at the HTTP address as bound (its port, when 0 was asked).
       const bound = httpFront.address();
       if (projects && !config.publicUrl) projects.publicUrl = `http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
+
     } catch (err) {
       tcp.close();
       const inUse = (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
       throw errors.usage(`--http-listen ${host}:${port}: ${inUse ? 'the address is in use' : (err as Error).message}; pick another with --http-listen, or turn the HTTP API off with --http-listen none`);
     }
   }
+  projects?.reportAbandoned(history.list({ status: 'abandoned', limit: 1000 }));
   log('listening', { addr: `${address.address}:${address.port}`, 'host-key': hostKey.fingerprint, 'max-builds': config.maxBuilds, 'ssh-crypto': sshCrypto() });
 
   const abortAll = () => {

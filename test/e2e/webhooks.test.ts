@@ -112,6 +112,7 @@ describe('forge webhooks and commit statuses', () => {
   let server: ServerProcess;
   let repo: GitRepo;
   let broken: GitRepo;
+  let slow: GitRepo;
   let image: string;
   let file: string;
   const answers: string[] = [];
@@ -188,6 +189,7 @@ describe('forge webhooks and commit statuses', () => {
     await forge.start();
     repo = repoWith('hook-site', staticSite());
     broken = repoWith('hook-broken', staticSite({ buildExtra: 'echo "this commit is broken"; exit 3' }));
+    slow = repoWith('hook-slow', staticSite({ buildExtra: 'echo "taking my time"; sleep 120' }));
     image = unique('hook-site');
     file = path.join(testEnv().dir, `${unique('hook-projects')}.yaml`);
     const status = (token: string, extra = '') => `status: {api_url: "${forge.url}/api", token: {env: ${token}}${extra}}`;
@@ -202,6 +204,9 @@ webhooks:
       broken: siteProject(broken, unique('hook-broken'), `
 webhooks:
   github: {repository: acme/broken, secret: {env: GH_SECRET}}`),
+      slow: siteProject(slow, unique('hook-slow'), `
+webhooks:
+  github: {repository: acme/slow, secret: {env: GH_SECRET}, ${status('GH_TOKEN')}}`),
     }));
     server = await startServer({ args: ['--api-token', FULL, '--projects', file, '--public-url', 'https://ci.example.com/'], env: env() });
   });
@@ -403,6 +408,22 @@ webhooks:
     const again = await send('github', 'site', 'push', githubPush('refs/heads/main', sha1, { sha: sha1, message: 'first change' }), { delivery: firstSite.trigger.delivery });
     assert.equal(again.status, 200);
     assert.equal(again.json().build.id, firstSite.id);
+  });
+
+  it('a build abandoned by a server killed mid-build gets an error status when the server is back', async () => {
+    const sha = slow.head();
+    const res = await send('github', 'slow', 'push', githubPush('refs/heads/main', sha, { sha, message: 'slow' }, { repository: { full_name: 'acme/slow' } }));
+    assert.equal(res.status, 202, res.text);
+    const id = res.json().build.id as string;
+    await eventually(async () => forge.for(sha).length === 1 && (await build(id)).steps?.some((s: { name: string }) => s.name === 'build.sh'), 'the build to run build.sh with its pending status posted', 60_000);
+    answers.push(server.log());
+    await server.stop('SIGKILL');
+    server = await startServer({ workDir: server.workDir, args: ['--api-token', FULL, '--projects', file, '--public-url', 'https://ci.example.com'], env: env() });
+    assert.equal((await build(id)).status, 'abandoned');
+    const calls = await statusesFor(sha, 'error');
+    assert.deepEqual(calls.map((c) => c.body.state), ['pending', 'error']);
+    assert.match(calls[1].body.description, /^abandoned/);
+    assert.equal(calls[1].body.target_url, `https://ci.example.com/builds/${id}`);
   });
 
   it('public_badge: /badge/site.svg without a token; another project\'s badge still needs one', async () => {
