@@ -39,6 +39,9 @@ export const isBuildError = (err: unknown): err is BuildError => err instanceof 
 export const errors = {
   usage: (problem: string) => new BuildError('EUSAGE', problem, EXIT_USAGE),
   invalidInput: (problem: string) => new BuildError('EINVALID', problem, EXIT_USAGE),
+  /** Past a request size limit (src/request/limits.ts); the message quotes no value. */
+  requestTooLarge: (problem: string, field?: string) =>
+    new BuildError('ETOOLARGE', `${problem}; split the work into several builds`, EXIT_USAGE, field ? { field } : undefined),
 
   registryAuth: (registry: string, user: string, detail: string) =>
     new BuildError(

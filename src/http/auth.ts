@@ -24,15 +24,20 @@ export class Tokens {
 
   /** The access a request's Authorization header grants; 'none' without a valid token. */
   check(req: IncomingMessage): Access | 'none' {
+    return this.identify(req)?.access ?? 'none';
+  }
+
+  /** The access and the token's id (its place in the configuration: never the token), for per-token limits. */
+  identify(req: IncomingMessage): { access: Access; id: string } | undefined {
     const header = req.headers.authorization;
     const match = header === undefined ? null : /^Bearer +([\x21-\x7e]{1,1024}) *$/i.exec(header);
-    if (!match) return 'none';
+    if (!match) return undefined;
     const offered = digest(match[1]);
-    let access: Access | 'none' = 'none';
-    for (const token of this.tokens) {
-      if (timingSafeEqual(token.digest, offered) && access !== 'full') access = token.access;
-    }
-    return access;
+    let found: { access: Access; id: string } | undefined;
+    this.tokens.forEach((token, i) => {
+      if (timingSafeEqual(token.digest, offered) && found?.access !== 'full') found = { access: token.access, id: `token-${i}` };
+    });
+    return found;
   }
 }
 

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { BuildError, errors, fieldOf, isBuildError } from '../errors.js';
 import { createRedactor } from '../io/redact.js';
+import { checkRequestSize } from '../request/limits.js';
 import { isBuildFlag, LOCAL_ONLY, localOnlyMessage, parseBuildCommand } from '../request/parse.js';
 import { secretsInRawArguments } from '../request/raw-secrets.js';
 import type { BuildRequest } from '../request/types.js';
@@ -75,6 +76,12 @@ export async function requestFromJson(body: unknown): Promise<BuildRequest> {
         throw new HttpError(400, 'EUSAGE', `"${key}" must be a string${key === 'tags' ? ' array' : ''}`, key);
       }
     }
+  }
+  try {
+    checkRequestSize(argv);
+  } catch (err) {
+    if (isBuildError(err)) throw asHttpError(err);
+    throw err;
   }
   // The same reading of the raw arguments as for SSH and the local command (src/request/raw-secrets.ts):
   // it also finds credentials that the URL parser refuses (a "/" in a password).

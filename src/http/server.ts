@@ -1,5 +1,5 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import { isBuildError } from '../errors.js';
 import type { ServerLog } from '../pipeline/context.js';
 import type { History } from '../service/history.js';
@@ -9,7 +9,8 @@ import { Tokens, type Access } from './auth.js';
 import { asHttpError, HttpError, readJson, requestFromJson } from './body.js';
 import { timeLimitOf } from '../pipeline/build-signal.js';
 import { monitorFor } from './monitor/monitor.js';
-import { followLive, replayStored, write, type RecordFormat } from './stream.js';
+import { HTTP_LIMIT_DEFAULTS, RETRY_AFTER_SECONDS, StreamGate, type HttpLimits } from './limits.js';
+import { admitStream, followLive, pacerFor, replayStored, type Pacer, type RecordFormat } from './stream.js';
 import { recordJson } from '../service/record-json.js';
 import { FRAMES_TYPE, HEARTBEAT_FRAME, recordFrame } from '../service/record-frames.js';
 import type { ProjectBuilds } from '../projects/builds.js';
@@ -28,6 +29,10 @@ export interface HttpDeps {
   sshPort?: number;
   /** The projects file's builds, webhooks and statuses (--projects); none without it. */
   projects?: ProjectBuilds;
+  /** What one client may hold (defaults: HTTP_LIMIT_DEFAULTS). */
+  limits?: Partial<HttpLimits>;
+  /** Counts the open streams of the API and the monitor together (made by startHttpServer when not given). */
+  gate?: StreamGate;
 }
 
 export interface RunningHttp {
@@ -43,7 +48,9 @@ const NDJSON = 'application/x-ndjson';
 const SSE = 'text/event-stream';
 
 /** The HTTP front: node:http only (a handful of routes; no framework pays for itself here). */
-export async function startHttpServer(listen: { host: string; port: number }, deps: HttpDeps): Promise<RunningHttp> {
+export async function startHttpServer(listen: { host: string; port: number }, given: HttpDeps): Promise<RunningHttp> {
+  const limits: HttpLimits = { ...HTTP_LIMIT_DEFAULTS, ...given.limits };
+  const deps: HttpDeps = { ...given, limits, gate: given.gate ?? new StreamGate(limits) };
   // Room for 2 MB of records before a follower signals backpressure, as an SSH channel allows (ssh2's
   // highWaterMark): 16 KB by default paused the build's output after every engine read, and 256 KB
   // still paused it more often than SSH did while the client was behind (BENCHMARKS.md, row 8).
@@ -61,28 +68,62 @@ export async function startHttpServer(listen: { host: string; port: number }, de
   const watch = new BuildWatch(deps.service);
   // Streams last as long as their builds; the request timeout covers receiving requests only.
   server.timeout = 0;
-  server.maxConnections = 1024;
+  // Connections are counted here, before HTTP reads a byte, so one past the limit gets a 503 that
+  // says when to come back (node's maxConnections closes it without a word).
+  let open = 0;
+  const tcp = net.createServer((socket) => {
+    if (open >= limits.maxConnections) return refuseConnection(socket);
+    open++;
+    socket.once('close', () => open--);
+    server.emit('connection', socket);
+  });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(listen.port, listen.host, () => {
-      server.off('error', reject);
+    tcp.once('error', reject);
+    tcp.listen(listen.port, listen.host, () => {
+      tcp.off('error', reject);
       resolve();
     });
   });
-  const address = server.address() as AddressInfo;
+  const address = tcp.address() as AddressInfo;
   deps.log('http-listening', { addr: `${address.address}:${address.port}`, tokens: deps.tokens.configured ? 'yes' : 'none: every API request is refused; give --api-token' });
   return {
     address: () => address,
-    stopAccepting: () => server.close(),
+    stopAccepting: () => {
+      tcp.close();
+      server.close();
+    },
     close: async () => {
+      tcp.close();
       server.close();
       server.closeAllConnections();
     },
   };
 }
 
+/** Answers a connection past --http-max-connections, then closes it (bounded: 2 s at most). */
+function refuseConnection(socket: Socket): void {
+  const body = JSON.stringify({ error: { code: 'EBUSY', message: 'the server has as many connections open as it allows (--http-max-connections); try again later', field: null } });
+  socket.on('error', () => {});
+  socket.resume();
+  socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nRetry-After: ${RETRY_AFTER_SECONDS}\r\nConnection: close\r\n\r\n${body}`);
+  setTimeout(() => socket.destroy(), 2000).unref();
+}
+
+/** The request's URL; a target that is no path of ours (`//[`, `*`) is the client's mistake: 400, nothing logged. */
+function requestUrl(req: IncomingMessage): URL {
+  const target = req.url ?? '/';
+  try {
+    // Origin form (/path) as browsers send it, or absolute form (http://host/path) as proxies may.
+    if (target.startsWith('/') && !target.startsWith('//')) return new URL(`http://buildbot${target}`);
+    if (/^https?:\/\/[^/]/i.test(target)) return new URL(target);
+  } catch {
+    // falls through to the refusal
+  }
+  throw new HttpError(400, 'EBADREQUEST', 'the request target is not a path of this server, e.g. /api/v1/builds');
+}
+
 async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps, watch: BuildWatch): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://buildbot');
+  const url = requestUrl(req);
   const route = url.pathname;
   if (route === '/healthz') {
     if (!allow(req, res, ['GET', 'HEAD'])) return;
@@ -98,7 +139,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps,
   }
   if (route === '/api/v1/events') {
     if (!allow(req, res, ['GET']) || !authorize(req, res, deps, 'read')) return;
-    return watch.serve(req, res, deps.heartbeatMs ?? 15_000);
+    return watch.serve(req, res, deps);
   }
   if (route === '/api/v1/builds') {
     if (!allow(req, res, ['GET', 'POST'])) return;
@@ -122,7 +163,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps,
   if (!summary) return sendError(res, new HttpError(404, 'ENOTFOUND', `no build ${/^[\w-]{1,64}$/.test(id) ? id : 'with that id'}; GET /api/v1/builds lists them`));
   if (action === 'cancel') return cancel(res, id, deps);
   if (action === 'events') return events(req, res, url, summary, deps);
-  if (action === 'log') return logText(res, url, summary, deps);
+  if (action === 'log') return logText(req, res, url, summary, deps);
   const statuses = deps.projects?.statuses.of(id);
   return sendJson(res, 200, statuses?.length ? { ...publicSummary(summary), commit_statuses: statuses } : publicSummary(summary));
 }
@@ -186,38 +227,49 @@ async function events(req: IncomingMessage, res: ServerResponse, url: URL, summa
   const afterText = url.searchParams.get('after') ?? (sse ? req.headers['last-event-id'] : undefined) ?? '0';
   if (typeof afterText !== 'string' || !/^\d{1,15}$/.test(afterText)) throw new HttpError(400, 'EUSAGE', 'after (or Last-Event-ID) must be a record seq, a whole number', 'after');
   const after = Number(afterText);
-  res.writeHead(200, { 'Content-Type': sse ? SSE : frames ? FRAMES_TYPE : NDJSON, 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
+  const heartbeat = sse ? ': heartbeat\n\n' : frames ? HEARTBEAT_FRAME : '\n';
+  const pacer = openStream(req, res, deps, { 'Content-Type': sse ? SSE : frames ? FRAMES_TYPE : NDJSON, 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' }, heartbeat);
+  if (!pacer) return;
   const format: RecordFormat = sse ? (r) => recordJson(r, `id: ${r.seq}\ndata: `, '\n\n') : frames ? recordFrame : (r) => recordJson(r);
-  if (sse) res.write('retry: 3000\n\n');
-  const heartbeat = setInterval(() => res.write(sse ? ': heartbeat\n\n' : frames ? HEARTBEAT_FRAME : '\n'), deps.heartbeatMs ?? 15_000);
-  try {
-    const build = deps.service.get(summary.id);
-    if (build) await followLive(res, build, after, format);
-    else await replayStored(res, summary, after, deps.history, format, true);
-  } finally {
-    clearInterval(heartbeat);
-  }
+  if (sse) pacer.write('retry: 3000\n\n');
+  const build = deps.service.get(summary.id);
+  if (build) await followLive(res, build, after, format, { pacer });
+  else await replayStored(pacer, summary, after, deps.history, format, true);
 }
 
 /** The output as text, both streams as produced (or one with ?stream=); ?follow=1 until the build ends. */
-async function logText(res: ServerResponse, url: URL, summary: BuildSummary, deps: HttpDeps): Promise<void> {
+async function logText(req: IncomingMessage, res: ServerResponse, url: URL, summary: BuildSummary, deps: HttpDeps): Promise<void> {
   const stream = url.searchParams.get('stream') ?? undefined;
   if (stream !== undefined && stream !== 'stdout' && stream !== 'stderr') throw new HttpError(400, 'EUSAGE', 'stream must be stdout or stderr', 'stream');
   const headers: Record<string, string> = { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' };
   if (flag(url, 'download')) headers['Content-Disposition'] = `attachment; filename="buildbot-${summary.service_id}-${summary.id}${stream ? `-${stream}` : ''}.log"`;
-  res.writeHead(200, headers);
+  const pacer = openStream(req, res, deps, headers);
+  if (!pacer) return;
   const format = (r: BuildRecord) => {
     if (r.type === 'output') return !stream || r.stream === stream ? r.data : '';
     if (r.type === 'cut') return `\n[buildbot: ${r.bytes} bytes of output (${r.records} records) were cut here; the log keeps its head and tail]\n`;
     return '';
   };
   const build = deps.service.get(summary.id);
-  if (build && flag(url, 'follow')) return followLive(res, build, 0, format);
-  if (build) {
-    for (const record of [...build.log.replay(0)]) if (!(await write(res, format(record)))) return;
-    return void res.end();
+  // Without ?follow, what there is now.
+  if (build) return followLive(res, build, 0, format, { pacer, until: flag(url, 'follow') ? undefined : build.lastSeq });
+  return replayStored(pacer, summary, 0, deps.history, format, false);
+}
+
+/**
+ * Opens a stream (events or a log) for the request's token: a Pacer once the response's head is
+ * sent, or undefined once it was answered 429 with Retry-After (too many streams of its token or address).
+ */
+function openStream(req: IncomingMessage, res: ServerResponse, deps: HttpDeps, headers: Record<string, string>, heartbeat?: string | Buffer): Pacer | undefined {
+  const refused = admitStream(req, res, deps, deps.tokens.identify(req)?.id ?? '');
+  if (refused) {
+    sendError(res, new HttpError(429, 'ETOOMANYSTREAMS', refused));
+    return undefined;
   }
-  return replayStored(res, summary, 0, deps.history, format, false);
+  res.writeHead(200, headers);
+  // The head now, so a client knows it is streaming before the first record or heartbeat.
+  res.flushHeaders();
+  return pacerFor(res, deps, heartbeat);
 }
 
 /**
@@ -244,18 +296,17 @@ class BuildWatch {
     this.readers.forEach((reader) => reader(text));
   }
 
-  serve(req: IncomingMessage, res: ServerResponse, heartbeatMs: number): Promise<void> {
+  serve(req: IncomingMessage, res: ServerResponse, deps: HttpDeps): Promise<void> {
     const sse = accepts(req, SSE);
-    res.writeHead(200, { 'Content-Type': sse ? SSE : NDJSON, 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
-    if (sse) res.write('retry: 3000\n\n');
+    const pacer = openStream(req, res, deps, { 'Content-Type': sse ? SSE : NDJSON, 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' }, sse ? ': heartbeat\n\n' : '\n');
+    if (!pacer) return Promise.resolve();
+    if (sse) pacer.write('retry: 3000\n\n');
     const reader = (text: (sse: boolean) => string) => {
-      res.write(text(sse));
-      if (res.writableLength > 1024 * 1024) res.destroy();
+      pacer.write(text(sse));
+      if (!pacer.hasRoom) res.destroy();
     };
     this.readers.add(reader);
-    const heartbeat = setInterval(() => res.write(sse ? ': heartbeat\n\n' : '\n'), heartbeatMs);
     return new Promise((resolve) => res.once('close', () => {
-      clearInterval(heartbeat);
       this.readers.delete(reader);
       resolve();
     }));

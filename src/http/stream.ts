@@ -1,4 +1,5 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HTTP_LIMIT_DEFAULTS, RETRY_AFTER_SECONDS, type HttpLimits, type StreamGate } from './limits.js';
 import type { Build } from '../service/build.js';
 import type { History } from '../service/history.js';
 import { writeText, type JsonText } from '../service/record-json.js';
@@ -7,18 +8,201 @@ import { isFinal, type BuildRecord, type BuildSummary } from '../service/types.j
 /** How a stream shows a record: a line of NDJSON, an SSE event, log text; '' to skip it. */
 export type RecordFormat = (record: BuildRecord) => JsonText;
 
-/** A reader that does not take the records it is sent is dropped past this much (it can resume). */
-export const MAX_UNREAD_BYTES = 16 * 1024 * 1024;
+/** How much one reader may hold of the server: bytes not yet taken by the kernel, and for how long. */
+export interface ReaderLimits {
+  windowBytes: number;
+  idleReaderMs: number;
+}
+
+/** What opening a stream needs of the HTTP server (a subset of HttpDeps). */
+export interface StreamDeps {
+  gate?: StreamGate;
+  limits?: Partial<HttpLimits>;
+  heartbeatMs?: number;
+}
 
 /**
- * Sends a build of this process: what it kept after `after`, then live until its exit record.
- * A blocking reader (the caller's own follow) holds the build's output while its connection is
- * slow; any other is dropped once `maxUnread` bytes wait for it. A closed connection only
- * unsubscribes. Records that arrive together (a replay, a burst) go out in one socket write.
+ * Counts a stream for its token and the client's address until its response closes; past a
+ * limit, sets Retry-After and returns the message of the 429 the front sends in its own form.
  */
-export function followLive(res: ServerResponse, build: Build, after: number, format: RecordFormat, options: { blocking?: boolean; maxUnread?: number } = {}): Promise<void> {
-  const blocking = options.blocking ?? false;
-  const maxUnread = options.maxUnread ?? MAX_UNREAD_BYTES;
+export function admitStream(req: IncomingMessage, res: ServerResponse, deps: StreamDeps, tokenId: string): string | undefined {
+  const refused = deps.gate?.admit(req, res, tokenId);
+  if (!refused) return undefined;
+  res.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
+  return deps.gate!.refusal(refused);
+}
+
+/** The pacer of a stream whose head was sent; `heartbeat` is written every heartbeatMs while nothing waits. */
+export function pacerFor(res: ServerResponse, deps: StreamDeps, heartbeat?: JsonText): Pacer {
+  const limits = { ...HTTP_LIMIT_DEFAULTS, ...deps.limits };
+  const gate = deps.gate;
+  return new Pacer(res, limits, heartbeat === undefined ? undefined : { ms: deps.heartbeatMs ?? 15_000, text: heartbeat }, gate && (() => gate.dropped++));
+}
+
+/**
+ * A response written under a backpressure of its own: `windowBytes` at most handed to the
+ * socket and not yet taken by the kernel (each write's callback says when it was), whatever
+ * the response's highWaterMark (2 MB, for the caller's own follow). A reader that takes none of
+ * what waits for it for `idleReaderMs` is closed; a heartbeat is written only when nothing
+ * waits, and its flushing is no progress, so a reader that reads nothing is dropped however
+ * often the stream beats.
+ */
+export class Pacer {
+  private inFlight = 0;
+  private lastProgress = Date.now();
+  private lastWrite = Date.now();
+  private corked = false;
+  private waiter?: () => void;
+  private readonly timer: NodeJS.Timeout;
+  /** Whether the reader was dropped for taking nothing (the caller logs nothing: it is the reader's choice). */
+  dropped = false;
+
+  constructor(private readonly res: ServerResponse, private readonly limits: ReaderLimits, heartbeat?: { ms: number; text: JsonText }, onDrop?: () => void) {
+    const tick = Math.max(50, Math.min((heartbeat?.ms ?? Infinity) / 2, limits.idleReaderMs / 4));
+    this.timer = setInterval(() => {
+      const now = Date.now();
+      if (this.inFlight > 0 && now - this.lastProgress > limits.idleReaderMs) {
+        this.dropped = true;
+        onDrop?.();
+        res.destroy();
+        return;
+      }
+      // Only on a quiet stream (records say it is alive as well), and not counted: it is no progress.
+      if (heartbeat && this.inFlight === 0 && now - this.lastWrite >= heartbeat.ms - tick / 2 && !this.closed) {
+        this.write(heartbeat.text, true);
+      }
+    }, tick);
+    this.timer.unref();
+    res.once('close', () => {
+      clearInterval(this.timer);
+      this.wake();
+    });
+  }
+
+  /** Whether more may be written now. */
+  get hasRoom(): boolean {
+    return this.inFlight < this.limits.windowBytes;
+  }
+
+  get closed(): boolean {
+    return this.res.destroyed || this.res.writableEnded;
+  }
+
+  write(text: JsonText, isHeartbeat = false): void {
+    if (text === '' || this.closed) return;
+    const size = typeof text === 'string' ? text.length : Buffer.isBuffer(text) ? text.length : text.latin1.length;
+    this.lastWrite = Date.now();
+    if (this.inFlight === 0) this.lastProgress = this.lastWrite;
+    this.inFlight += size;
+    // Records written in one tick (a catch-up, a burst) leave in one socket write.
+    if (!this.corked) {
+      this.corked = true;
+      this.res.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.res.uncork();
+      });
+    }
+    const done = () => {
+      this.inFlight -= size;
+      if (!isHeartbeat) this.lastProgress = Date.now();
+      if (this.inFlight <= this.limits.windowBytes / 2) this.wake();
+    };
+    if (typeof text === 'string') this.res.write(text, 'utf8', done);
+    else if (Buffer.isBuffer(text)) this.res.write(text, done);
+    else this.res.write(text.latin1, 'latin1', done);
+  }
+
+  /** Resolves once half the window is free again: true, or false when the connection is gone. */
+  room(): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    if (this.inFlight <= this.limits.windowBytes / 2) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      this.waiter = () => resolve(!this.closed);
+    });
+  }
+
+  end(): void {
+    clearInterval(this.timer);
+    if (!this.closed) this.res.end();
+  }
+
+  private wake(): void {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.();
+  }
+}
+
+/**
+ * Sends a build of this process: what it kept after `after`, then live until its exit record
+ * (or, with `until`, up to that seq). A blocking reader (the caller's own follow) holds the
+ * build's output while its connection is slow. Any other goes through a Pacer: it catches up
+ * from the build's kept records a window at a time and follows live while it keeps up; when it
+ * falls a window behind it leaves the live feed and catches up again from the kept records, so
+ * it never holds more than a window, whatever the log's size. A closed connection only unsubscribes.
+ */
+export function followLive(res: ServerResponse, build: Build, after: number, format: RecordFormat, options: { blocking?: boolean; pacer?: Pacer; until?: number } = {}): Promise<void> {
+  if (options.blocking || !options.pacer) return followBlocking(res, build, after, format);
+  const pacer = options.pacer;
+  const until = options.until ?? Infinity;
+  return new Promise<void>((resolve) => {
+    let cursor = after;
+    let ended = false;
+    let unsubscribe = () => {};
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      unsubscribe();
+      pacer.end();
+      resolve();
+    };
+    res.once('close', end);
+    /** false once the stream is done; afterwards `pacer.hasRoom` says whether to go on. */
+    const send = (record: BuildRecord): boolean => {
+      cursor = Math.max(cursor, record.seq);
+      pacer.write(format(record));
+      if (record.type === 'exit' || cursor >= until) {
+        end();
+        return false;
+      }
+      return true;
+    };
+    const catchUp = async (): Promise<void> => {
+      while (!ended) {
+        let behind = false;
+        // A fresh walk after every wait: the kept tail may have moved on (and been cut) meanwhile.
+        for (const record of build.log.replay(cursor)) {
+          if (!send(record)) return;
+          if (!pacer.hasRoom) {
+            behind = true;
+            break;
+          }
+        }
+        if (!behind) {
+          if (build.summary.exit_code !== null || cursor >= until) return end();
+          unsubscribe = build.subscribe({
+            record(record) {
+              if (ended || record.seq <= cursor) return true;
+              if (send(record) && !pacer.hasRoom) {
+                unsubscribe();
+                unsubscribe = () => {};
+                void catchUp();
+              }
+              return true;
+            },
+          }, { after: cursor });
+          return;
+        }
+        if (!(await pacer.room())) return end();
+      }
+    };
+    void catchUp();
+  });
+}
+
+/** The caller's own follow: the build waits for its connection (as an SSH channel does). */
+function followBlocking(res: ServerResponse, build: Build, after: number, format: RecordFormat): Promise<void> {
   return new Promise<void>((resolve) => {
     let unsubscribe = () => {};
     let ended = false;
@@ -46,7 +230,6 @@ export function followLive(res: ServerResponse, build: Build, after: number, for
         }
         const ok = writeText(res, text);
         if (record.type === 'exit') end();
-        else if (!blocking && res.writableLength > maxUnread) res.destroy();
         return ok;
       },
       onDrain(resume) {
@@ -59,43 +242,29 @@ export function followLive(res: ServerResponse, build: Build, after: number, for
         res.once('drain', go);
         res.once('close', go);
       },
-    }, { after, blocking });
+    }, { after, blocking: true });
     if (ended) unsubscribe();
   });
 }
 
 /**
- * Sends the stored records of a build that is not live here, with backpressure. A finished
+ * Sends the stored records of a build that is not live here, a window at a time. A finished
  * build with no exit record of its own (abandoned: its process died) gets one, with code null,
  * so every stream ends alike when `closeWithExit`. One still running in another process (a local
  * buildbot.sh sharing the work dir) gets none: the stream ends and the reader comes back after
  * the last seq it saw for what was stored since.
  */
-export async function replayStored(res: ServerResponse, summary: BuildSummary, after: number, history: History, format: RecordFormat, closeWithExit: boolean): Promise<void> {
+export async function replayStored(pacer: Pacer, summary: BuildSummary, after: number, history: History, format: RecordFormat, closeWithExit: boolean): Promise<void> {
   let last = after;
   let exited = false;
   for await (const record of history.replay(summary.id, after)) {
     last = record.seq;
     exited ||= record.type === 'exit';
-    if (!(await write(res, format(record)))) return;
+    pacer.write(format(record));
+    if (!pacer.hasRoom && !(await pacer.room())) return;
   }
   if (closeWithExit && !exited && isFinal(summary.status)) {
-    await write(res, format({ seq: last + 1, time: summary.finished_at ?? new Date().toISOString(), type: 'exit', code: summary.exit_code, status: summary.status }));
+    pacer.write(format({ seq: last + 1, time: summary.finished_at ?? new Date().toISOString(), type: 'exit', code: summary.exit_code, status: summary.status }));
   }
-  res.end();
-}
-
-/** Writes and waits for room; false once the connection is gone. */
-export function write(res: ServerResponse, text: JsonText): Promise<boolean> {
-  if (res.destroyed) return Promise.resolve(false);
-  if (text === '' || writeText(res, text)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve(!res.destroyed);
-    };
-    res.once('drain', done);
-    res.once('close', done);
-  });
+  pacer.end();
 }

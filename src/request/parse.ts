@@ -4,6 +4,7 @@ import type { BuildIO } from '../io/output.js';
 import { createRedactor } from '../io/redact.js';
 import { BUILD_FLAGS, readBuildOptions } from './build-options.js';
 import { loginCacheSecrets, loginCmdSecrets, parseDockerLoginCmd, parseLoginCache, swapped } from './docker-login.js';
+import { checkRequestSize } from './limits.js';
 import { secretsInRawArguments } from './raw-secrets.js';
 import { SECRET_ENV } from './secret-env.js';
 import { isRegistryLike, normalizeLoginServer, splitImageName } from './registry.js';
@@ -51,6 +52,7 @@ type Env = Readonly<Record<string, string | undefined>>;
  * run may use; the SSH front passes none, so a client can never reach the server's own.
  */
 export async function parseBuildCommand(argv: readonly string[], env: Env, commandName = 'buildbot.sh', local = false): Promise<ParsedCommand> {
+  checkRequestSize(argv);
   const parser = yargs()
     .scriptName(commandName)
     .usage(`Usage: ${commandName} --service_id ID --repo URL --revision REV --image NAME --tag TAG [options]\n\nBuilds REV of the repository into an image and pushes every tag.`)
@@ -147,9 +149,12 @@ export async function parseBuildCommand(argv: readonly string[], env: Env, comma
  * code once --help was printed on stdout, or a usage error as the usage and the exact problem on stderr.
  */
 export async function requestOrExit(argv: readonly string[], env: Env, io: BuildIO, local = false): Promise<BuildRequest | number> {
-  // Taken before parsing, so that an error about any argument, however malformed, is redacted.
-  const rawSecrets = secretsInRawArguments(argv, env);
+  let rawSecrets: string[] = [];
   try {
+    // Its message quotes no value, so it may come before the secrets are known.
+    checkRequestSize(argv);
+    // Taken before parsing, so that an error about any argument, however malformed, is redacted.
+    rawSecrets = secretsInRawArguments(argv, env);
     const parsed = await parseBuildCommand(argv, env, 'buildbot.sh', local);
     if (parsed.kind === 'build') {
       parsed.request.secrets.push(...rawSecrets);

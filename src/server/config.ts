@@ -3,6 +3,7 @@ import path from 'node:path';
 import yargs from 'yargs';
 import { loadConfig, type Config } from '../config.js';
 import { errors, isBuildError } from '../errors.js';
+import { HTTP_LIMIT_DEFAULTS, type HttpLimits } from '../http/limits.js';
 import { parseAuthorizedKey, type PublicKey } from './authorized-key.js';
 
 export interface ServerConfig extends Config {
@@ -29,6 +30,8 @@ export interface ServerConfig extends Config {
   /** The projects file (--projects), if any, and the address builds are linked at from the forges. */
   projectsFile?: string;
   publicUrl?: string;
+  /** What one HTTP client may hold: connections, streams per token and address, an idle reader's time, sign-ins. */
+  httpLimits: HttpLimits;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -38,6 +41,7 @@ export const SERVER_DEFAULTS = {
   httpListen: '127.0.0.1:8080', historyPerService: 50, logCapMb: 10,
 };
 const D = SERVER_DEFAULTS;
+const H = HTTP_LIMIT_DEFAULTS;
 
 // In the order an operator needs them; each names its variable and its default.
 const FLAGS = {
@@ -66,6 +70,11 @@ const FLAGS = {
   'check-projects': { type: 'string', describe: 'check a projects file and exit: 0 when it is valid, 2 naming the key and line at fault' },
   'public-url': { type: 'string', describe: 'the address users reach the monitor at, for links in commit statuses (env BUILDBOT_PUBLIC_URL, default http://<--http-listen>)' },
   'log-cap-mb': { type: 'string', describe: `output kept per build in the history, in MB: the head and the tail (env BUILDBOT_LOG_CAP_MB, default ${D.logCapMb})` },
+  'http-max-connections': { type: 'string', describe: `HTTP connections open at once; past it a new one is answered 503 (env BUILDBOT_HTTP_MAX_CONNECTIONS, default ${H.maxConnections})` },
+  'http-streams-per-token': { type: 'string', describe: `event and log streams open at once per API token (a monitor sign-in counts for its token); past it 429; 0: no limit (env BUILDBOT_HTTP_STREAMS_PER_TOKEN, default ${H.streamsPerToken})` },
+  'http-streams-per-address': { type: 'string', describe: `the same per client address (IPv6 by /64); 0: no limit, e.g. behind a proxy (env BUILDBOT_HTTP_STREAMS_PER_ADDRESS, default ${H.streamsPerAddress})` },
+  'http-idle-reader': { type: 'string', describe: `seconds a stream's reader may take nothing of what waits for it before it is closed (it can resume) (env BUILDBOT_HTTP_IDLE_READER, default ${H.idleReaderMs / 1000})` },
+  'http-signins-per-minute': { type: 'string', describe: `monitor sign-ins per client address per minute (env BUILDBOT_HTTP_SIGNINS_PER_MINUTE, default ${H.signInsPerMinute})` },
 } as const;
 
 export type ServerArgs = { kind: 'help'; text: string } | { kind: 'check-projects'; file: string } | { kind: 'serve'; config: ServerConfig };
@@ -164,6 +173,14 @@ function httpSettings(args: Record<string, unknown>, env: Env, pick: Pick) {
     historyPerService: positiveInteger(pick('history-per-service', 'BUILDBOT_HISTORY_PER_SERVICE') ?? String(SERVER_DEFAULTS.historyPerService), '--history-per-service'),
     logCapBytes: Math.min(logCapMb, 1024) * 1024 * 1024,
     ...projectSettings(pick),
+    httpLimits: {
+      ...H,
+      maxConnections: positiveInteger(pick('http-max-connections', 'BUILDBOT_HTTP_MAX_CONNECTIONS') ?? String(H.maxConnections), '--http-max-connections'),
+      streamsPerToken: positiveInteger(pick('http-streams-per-token', 'BUILDBOT_HTTP_STREAMS_PER_TOKEN') ?? String(H.streamsPerToken), '--http-streams-per-token', true),
+      streamsPerAddress: positiveInteger(pick('http-streams-per-address', 'BUILDBOT_HTTP_STREAMS_PER_ADDRESS') ?? String(H.streamsPerAddress), '--http-streams-per-address', true),
+      idleReaderMs: 1000 * positiveInteger(pick('http-idle-reader', 'BUILDBOT_HTTP_IDLE_READER') ?? String(H.idleReaderMs / 1000), '--http-idle-reader'),
+      signInsPerMinute: positiveInteger(pick('http-signins-per-minute', 'BUILDBOT_HTTP_SIGNINS_PER_MINUTE') ?? String(H.signInsPerMinute), '--http-signins-per-minute'),
+    },
   };
 }
 

@@ -1,7 +1,11 @@
 import type { ServerLog } from '../pipeline/context.js';
 
+/** A field's most characters in the log: a client chooses many of them, and must not write unbounded lines. */
+export const MAX_LOGGED_FIELD = 4096;
+
 const format = (value: unknown) => {
-  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  let text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+  if (text.length > MAX_LOGGED_FIELD) text = `${text.slice(0, MAX_LOGGED_FIELD)}…(${text.length - MAX_LOGGED_FIELD} more characters)`;
   return /^[\w.:/@+-]*$/.test(text) ? text : JSON.stringify(text);
 };
 

@@ -22,6 +22,7 @@ import { BuildService } from '../service/service.js';
 import { History } from '../service/history.js';
 import { createMetrics } from '../service/metrics.js';
 import { Tokens } from '../http/auth.js';
+import { StreamGate } from '../http/limits.js';
 import { startHttpServer, type RunningHttp } from '../http/server.js';
 import { watchEngine } from './engine-watch.js';
 import { Removals } from '../docker/removals.js';
@@ -76,7 +77,8 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
   const running = new Set<string>();
   const builds = new BuildService({ config, docker, log, maxBuilds: config.maxBuilds, logCapBytes: config.logCapBytes, removals, running });
   const history = new History(config.workDir, builds, config.historyPerService, log);
-  const metrics = createMetrics(builds);
+  const streams = new StreamGate(config.httpLimits);
+  const metrics = createMetrics(builds, streams);
   // Read before anything listens: a bad projects file stops the start (exit 2).
   const projects = config.projectsFile ? await ProjectBuilds.open(config.projectsFile, process.env, builds, log, config.publicUrl ?? 'http://localhost', config.workDir) : undefined;
   const services: ServerServices = { config, docker, log, builds, projects };
@@ -262,7 +264,7 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
     const { host, port } = config.httpListen;
     try {
       httpFront = await startHttpServer(config.httpListen, {
-        service: builds, history, log, tokens: new Tokens(config.apiTokens, config.apiReadTokens), sshPort: address.port, projects,
+        service: builds, history, log, tokens: new Tokens(config.apiTokens, config.apiReadTokens), sshPort: address.port, projects, limits: config.httpLimits, gate: streams,
         metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
       });
       // Without --public-url, links point at the HTTP address as bound (its port, when 0 was asked).

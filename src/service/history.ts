@@ -1,8 +1,7 @@
-import { createReadStream, createWriteStream, mkdirSync, readdirSync, readFileSync, statSync, type WriteStream } from 'node:fs';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { createWriteStream, mkdirSync, readdirSync, readFileSync, statSync, type WriteStream } from 'node:fs';
+import { open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import type { ServerLog } from '../pipeline/context.js';
 import type { Build } from './build.js';
 import { recordJson, writeText } from './record-json.js';
@@ -67,19 +66,21 @@ export class History {
       .slice(0, filter.limit);
   }
 
-  /** The stored records of a build after `after`, in order (a build of this process is followed live instead). */
+  /**
+   * The stored records of a build after `after`, in order (a build of this process is followed
+   * live instead). Read a chunk at a time as the caller asks for records: a reader that waits
+   * holds one chunk and one line, not the file (readline's iterator reads ahead without bound).
+   */
   async *replay(id: string, after = 0): AsyncGenerator<BuildRecord> {
     if (!BUILD_ID.test(id)) return;
-    const stream = createReadStream(path.join(this.dir, `${id}.ndjson`), { encoding: 'utf8' });
-    const opened = await new Promise<boolean>((resolve) => {
-      stream.once('open', () => resolve(true));
-      stream.once('error', () => resolve(false));
-    });
-    if (!opened) return;
-    const lines = readline.createInterface({ input: stream, crlfDelay: Infinity });
+    let file: FileHandle;
     try {
-      for await (const line of lines) {
-        if (!line) continue;
+      file = await open(path.join(this.dir, `${id}.ndjson`), 'r');
+    } catch {
+      return;
+    }
+    try {
+      for await (const line of fileLines(file)) {
         let record: BuildRecord;
         try {
           record = JSON.parse(line) as BuildRecord;
@@ -89,8 +90,7 @@ export class History {
         if (record.seq > after) yield record;
       }
     } finally {
-      lines.close();
-      stream.destroy();
+      await file.close();
     }
   }
 
@@ -219,4 +219,41 @@ export class History {
     this.warned = true;
     this.log('history-write-failed', { dir: this.dir, error: err.message });
   }
+}
+
+const CHUNK_BYTES = 64 * 1024;
+/** No record line is longer than a record can be (one engine read, escaped); a longer one is skipped. */
+const MAX_LINE_BYTES = 64 * 1024 * 1024;
+
+/** The lines of a file, read a chunk at a time on demand; empty lines and overlong ones are left out. */
+async function* fileLines(file: FileHandle): AsyncGenerator<string> {
+  const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+  let parts: Buffer[] = [];
+  let partBytes = 0;
+  let skipping = false;
+  for (;;) {
+    const { bytesRead } = await file.read(chunk, 0, CHUNK_BYTES, null);
+    if (bytesRead === 0) break;
+    let start = 0;
+    for (let nl = chunk.indexOf(10, 0); nl >= 0 && nl < bytesRead; nl = chunk.indexOf(10, start)) {
+      const tail = chunk.subarray(start, nl);
+      const line = parts.length ? Buffer.concat([...parts, tail]).toString('utf8') : tail.toString('utf8');
+      parts = [];
+      partBytes = 0;
+      start = nl + 1;
+      if (!skipping && line) yield line;
+      skipping = false;
+    }
+    if (start < bytesRead && !skipping) {
+      partBytes += bytesRead - start;
+      if (partBytes > MAX_LINE_BYTES) {
+        skipping = true;
+        parts = [];
+        partBytes = 0;
+      } else {
+        parts.push(Buffer.from(chunk.subarray(start, bytesRead)));
+      }
+    }
+  }
+  if (parts.length && !skipping) yield Buffer.concat(parts).toString('utf8');
 }

@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { StreamGate } from '../http/limits.js';
 import type { BuildService } from './service.js';
 
 /**
@@ -7,7 +8,7 @@ import type { BuildService } from './service.js';
  * metrics); the service id stays out of the labels: one series per service would grow without
  * bound on a server that builds many.
  */
-export function createMetrics(service: BuildService): { contentType: string; text(): Promise<string> } {
+export function createMetrics(service: BuildService, streams?: StreamGate): { contentType: string; text(): Promise<string> } {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'buildbot_' });
   const builds = new Counter({ name: 'buildbot_builds_total', help: 'Builds that ended, by result.', labelNames: ['result'], registers: [registry] });
@@ -22,6 +23,11 @@ export function createMetrics(service: BuildService): { contentType: string; tex
   const output = new Counter({ name: 'buildbot_output_bytes_total', help: 'Build output bytes, by stream.', labelNames: ['stream'], registers: [registry] });
   new Gauge({ name: 'buildbot_builds_running', help: 'Builds running now.', registers: [registry], collect() { this.set(service.counts.running); } });
   new Gauge({ name: 'buildbot_builds_queued', help: 'Builds waiting for a slot or for their service.', registers: [registry], collect() { this.set(service.counts.queued); } });
+  if (streams) {
+    new Gauge({ name: 'buildbot_http_streams_open', help: 'HTTP event and log streams open now.', registers: [registry], collect() { this.set(streams.open); } });
+    // Read from the gate at each scrape (it only counts up).
+    new Counter({ name: 'buildbot_http_readers_dropped_total', help: 'HTTP stream readers closed for taking nothing for --http-idle-reader.', registers: [registry], collect() { this.reset(); this.inc(streams.dropped); } });
+  }
   // Zero from the start, so a rate() over a fresh server has both series.
   for (const stream of ['stdout', 'stderr']) output.inc({ stream }, 0);
   for (const result of ['succeeded', 'failed', 'cancelled']) builds.inc({ result }, 0);

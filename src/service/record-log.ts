@@ -47,9 +47,11 @@ export class RecordLog {
 
   /** The kept records after seq `after`, with a cut record where output was left out. */
   *replay(after = 0): Generator<BuildRecord> {
-    for (const record of this.head) if (record.seq > after) yield record;
+    // Records are in seq order: a reader catching up a window at a time starts where it left off.
+    for (let i = firstAfter(this.head, 0, after); i < this.head.length; i++) yield this.head[i];
     if (this.cutRecords && this.lastCutSeq > after) yield this.cutRecord();
-    for (let i = this.tailStart; i < this.tail.length; i++) if (this.tail[i].seq > after) yield this.tail[i];
+    const tail = this.tail;
+    for (let i = firstAfter(tail, this.tailStart, after); i < tail.length && tail === this.tail; i++) yield tail[i];
   }
 
   /** The cut stands at the seq of the last record it replaces, so resuming after it works. */
@@ -68,4 +70,16 @@ function sizeOf(record: BuildRecord): number {
   if (record.type !== 'output') return 0;
   const { bytes } = record as { bytes?: Buffer };
   return bytes ? bytes.length : Buffer.byteLength(record.data);
+}
+
+/** The index of the first record from `from` on whose seq is above `after` (records.length if none). */
+function firstAfter(records: readonly BuildRecord[], from: number, after: number): number {
+  let lo = from;
+  let hi = records.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (records[mid].seq > after) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
 }

@@ -13,9 +13,10 @@ const withCookie = (value: string) => request({ cookie: `other=1; ${COOKIE}=${va
 
 test('a sign-in cookie names its access, holds no token, and is refused once changed, expired or signed out', () => {
   const sessions = new Sessions(new Tokens([FULL], [READ]));
-  assert.equal(sessions.checkToken(FULL), 'full');
-  assert.equal(sessions.checkToken(READ), 'read');
-  assert.equal(sessions.checkToken('wrong-token-0000000000'), 'none');
+  assert.equal(sessions.checkToken(FULL)?.access, 'full');
+  assert.equal(sessions.checkToken(READ)?.access, 'read');
+  assert.equal(sessions.checkToken('wrong-token-0000000000'), undefined);
+  assert.notEqual(sessions.checkToken(FULL)?.id, sessions.checkToken(READ)?.id, 'each token has its own id, for per-token limits');
 
   const { cookie, session } = sessions.create('read');
   assert.ok(!cookie.includes(READ) && !cookie.includes(FULL));
@@ -37,6 +38,23 @@ test('a sign-in cookie names its access, holds no token, and is refused once cha
 
   sessions.signOut(session);
   assert.equal(sessions.fromRequest(withCookie(cookie)), undefined);
+});
+
+test('a signed-out cookie stays refused however many sessions come and go, and the record stays bounded', () => {
+  const sessions = new Sessions(new Tokens([FULL], [READ]), 1000);
+  const full = sessions.create('full', 'token-0');
+  assert.equal(sessions.fromRequest(withCookie(full.cookie))?.session.tokenId, 'token-0');
+  sessions.signOut(full.session);
+  // The old bounded list of sign-outs forgot the oldest past 10,000 rounds and revived the cookie.
+  for (let i = 0; i < 25_000; i++) {
+    const round = sessions.create('read', 'token-1');
+    sessions.signOut(round.session);
+  }
+  assert.equal(sessions.fromRequest(withCookie(full.cookie)), undefined, 'the signed-out full-access cookie is still refused');
+  const kept = Array.from({ length: 1500 }, () => sessions.create('read', 'token-1'));
+  assert.equal(sessions.size, 1000, 'at most maxSessions records');
+  assert.equal(sessions.fromRequest(withCookie(kept[0].cookie)), undefined, 'past the bound the oldest session ends');
+  assert.equal(sessions.fromRequest(withCookie(kept[1499].cookie))?.session.access, 'read');
 });
 
 test('a bearer token works on the pages too, and a wrong one is not a session', () => {

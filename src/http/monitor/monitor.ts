@@ -3,7 +3,8 @@ import { isServiceId } from '../../request/validate.js';
 import type { Build } from '../../service/build.js';
 import { isFinal, type BuildRecord, type BuildStatus, type BuildSummary, type QueuedRecord } from '../../service/types.js';
 import type { HttpDeps } from '../server.js';
-import { followLive, replayStored, write, type RecordFormat } from '../stream.js';
+import { clientAddress, HTTP_LIMIT_DEFAULTS, RateLimit } from '../limits.js';
+import { admitStream, followLive, pacerFor, replayStored, type Pacer, type RecordFormat } from '../stream.js';
 import { recordJson } from '../../service/record-json.js';
 import { serveAsset } from './assets.js';
 import { badgeSvg, badgeWord } from './badge.js';
@@ -18,10 +19,7 @@ import { errors, isBuildError } from '../../errors.js';
 /** A page opens a huge log at its last this-many bytes of output (the rest on request). */
 export const TAIL_BYTES = 512 * 1024;
 const LIST_LIMIT = 100;
-/** A stream whose reader does not keep up is dropped past this much (the browser reconnects and resumes). */
-const MAX_UNREAD_BYTES = 8 * 1024 * 1024;
 const MAX_FORM_BYTES = 8 * 1024;
-const HEARTBEAT_MS = 15_000;
 const BUILD_ID = /^[0-9a-z]{9}[0-9a-f]{8}$/;
 
 /**
@@ -31,13 +29,16 @@ const BUILD_ID = /^[0-9a-z]{9}[0-9a-f]{8}$/;
  */
 export class Monitor {
   readonly sessions: Sessions;
-  private readonly listeners = new Set<ServerResponse>();
+  private readonly listeners = new Map<ServerResponse, Pacer>();
   private readonly pending = new Map<string, Build>();
   private flushScheduled = false;
   private readonly startCache = new Map<string, LogStart>();
+  private readonly startPending = new Map<string, Promise<LogStart>>();
+  private readonly signIns: RateLimit;
 
   constructor(private readonly deps: HttpDeps) {
     this.sessions = new Sessions(deps.tokens);
+    this.signIns = new RateLimit(deps.limits?.signInsPerMinute ?? HTTP_LIMIT_DEFAULTS.signInsPerMinute, 60_000);
     deps.service.observe({
       submitted: (build) => this.changed(build),
       record: (build, record) => {
@@ -55,7 +56,7 @@ export class Monitor {
     if (path === '/' || path === '/events') {
       const viewer = this.gate(req, res, url, path === '/');
       if (!viewer || !this.method(req, res, ['GET', 'HEAD'])) return true;
-      return path === '/' ? this.list(req, res, url, viewer) : this.listEvents(res);
+      return path === '/' ? this.list(req, res, url, viewer) : this.listEvents(req, res, viewer);
     }
     if (path === '/projects' || path.startsWith('/projects/')) return this.projects(req, res, url);
     const badge = /^\/badge\/([^/]{1,200})\.svg$/.exec(path);
@@ -78,8 +79,8 @@ export class Monitor {
       if (action) return this.plain(res, 404, `no build ${BUILD_ID.test(id) ? id : 'with that id'}; GET / lists them\n`);
       return this.page(res, 404, errorPage({ viewer, title: 'No such build', message }));
     }
-    if (action === 'events') return this.buildEvents(req, res, url, summary);
-    if (action === 'log') return this.rawLog(res, url, summary);
+    if (action === 'events') return this.buildEvents(req, res, url, summary, viewer);
+    if (action === 'log') return this.rawLog(req, res, url, summary, viewer);
     if (action === 'cancel') return this.cancel(req, res, viewer, summary);
     if (url.searchParams.get('part') === 'header') {
       return this.fragment(res, buildHeader(summary, viewer, this.cancellable(summary)).text);
@@ -115,12 +116,19 @@ export class Monitor {
       return this.page(res, 200, signInPage({ next: safeNext(url.searchParams.get('next')), configured }));
     }
     if (!this.sameOrigin(req)) return this.page(res, 403, errorPage({ viewer: { cookie: false }, title: 'Refused', message: 'This form was sent from another site. Open the sign-in page of this server and sign in there.' }));
+    // Every sign-in makes a session record and a log line: their number per address is bounded.
+    const wait = this.signIns.take(clientAddress(req));
+    if (wait) {
+      req.resume();
+      res.setHeader('Retry-After', String(wait));
+      return this.page(res, 429, signInPage({ next: '/', configured, error: `Too many sign-ins from this address (at most ${this.deps.limits?.signInsPerMinute ?? HTTP_LIMIT_DEFAULTS.signInsPerMinute} a minute, --http-signins-per-minute); try again in ${wait} s.` }));
+    }
     const form = await readForm(req);
     if (!form) return this.page(res, 400, signInPage({ next: '/', configured, error: 'The form could not be read: send it from the sign-in page.' }));
     const next = safeNext(form.get('next'));
     const token = (form.get('token') ?? '').trim();
-    const access = token && /^[\x21-\x7e]{1,1024}$/.test(token) ? this.sessions.checkToken(token) : 'none';
-    if (access === 'none') {
+    const found = token && /^[\x21-\x7e]{1,1024}$/.test(token) ? this.sessions.checkToken(token) : undefined;
+    if (!found) {
       // A pause on a wrong token: guessing costs time (the comparison itself is constant-time).
       await new Promise((resolve) => setTimeout(resolve, 300));
       this.deps.log('monitor-signin-refused', {});
@@ -130,7 +138,8 @@ export class Monitor {
           : 'Enter a token.';
       return this.page(res, 401, signInPage({ next, configured, error }));
     }
-    const { cookie } = this.sessions.create(access);
+    const { access, id } = found;
+    const { cookie } = this.sessions.create(access, id);
     this.deps.log('monitor-signin', { access });
     res.writeHead(303, { Location: next, 'Set-Cookie': sessionCookie(cookie, SESSION_SECONDS, secure(req)), 'Cache-Control': 'no-store' });
     res.end();
@@ -192,16 +201,29 @@ export class Monitor {
   }
 
   /** The list's live stream: one `build` event per state change (queued, step, end), with the row as the server renders it. */
-  private listEvents(res: ServerResponse): boolean {
-    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', ...SECURITY_HEADERS });
-    res.write('retry: 3000\n\n');
-    this.listeners.add(res);
-    const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), HEARTBEAT_MS);
-    res.once('close', () => {
-      clearInterval(heartbeat);
-      this.listeners.delete(res);
-    });
+  private listEvents(req: IncomingMessage, res: ServerResponse, viewer: Viewer): boolean {
+    const pacer = this.openStream(req, res, viewer, 'text/event-stream');
+    if (!pacer) return true;
+    pacer.write('retry: 3000\n\n');
+    this.listeners.set(res, pacer);
+    res.once('close', () => this.listeners.delete(res));
     return true;
+  }
+
+  /**
+   * Counts a stream for the viewer's token and address (429 with Retry-After past the limits),
+   * sends the head and gives the pacer that writes it (heartbeats included, for event streams).
+   */
+  private openStream(req: IncomingMessage, res: ServerResponse, viewer: Viewer, type: string, headers: Record<string, string> = {}): Pacer | undefined {
+    const refused = admitStream(req, res, this.deps, viewer.session?.tokenId ?? '');
+    if (refused) {
+      this.plain(res, 429, `${refused}\n`);
+      return undefined;
+    }
+    const sse = type === 'text/event-stream';
+    res.writeHead(200, { 'Content-Type': type, 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', ...SECURITY_HEADERS, ...headers });
+    res.flushHeaders();
+    return pacerFor(res, this.deps, sse ? ': heartbeat\n\n' : undefined);
   }
 
   private changed(build: Build): void {
@@ -220,9 +242,10 @@ export class Monitor {
           id: summary.id, status: summary.status, service_id: summary.service_id, created_at: summary.created_at,
           group: groupOf(summary.status), html: buildRow(summary, this.rowExtra(summary)).text,
         })}\n\n`;
-        for (const res of this.listeners) {
-          res.write(event);
-          if (res.writableLength > MAX_UNREAD_BYTES) res.destroy();
+        // A page that does not keep up is dropped (it reconnects and reloads the list).
+        for (const [res, pacer] of this.listeners) {
+          pacer.write(event);
+          if (!pacer.hasRoom) res.destroy();
         }
       }
     });
@@ -238,72 +261,84 @@ export class Monitor {
   /**
    * Where the page starts its log: at the start, or, for a log larger than TAIL_BYTES, at a
    * record boundary that leaves about TAIL_BYTES and splits no line, with the line numbers and
-   * sections of what came before (so #L links are those of the whole log).
+   * sections of what came before (so #L links are those of the whole log). Two passes over the
+   * records, keeping none: a page of a large log costs a read of it, not its size in memory, and
+   * pages of one build asked for at once share one computation.
    */
-  private async logStart(summary: BuildSummary, full: boolean): Promise<LogStart> {
+  private logStart(summary: BuildSummary, full: boolean): Promise<LogStart> {
     const whole: LogStart = { after: 0, firstLine: 1, sections: [], skippedBytes: 0 };
-    if (full || summary.output_bytes.stdout + summary.output_bytes.stderr <= TAIL_BYTES) return whole;
-    const cacheKey = summary.id;
-    const cached = this.startCache.get(cacheKey);
-    if (cached) return cached;
+    if (full || summary.output_bytes.stdout + summary.output_bytes.stderr <= TAIL_BYTES) return Promise.resolve(whole);
+    const cached = this.startCache.get(summary.id);
+    if (cached) return Promise.resolve(cached);
+    let pending = this.startPending.get(summary.id);
+    if (!pending) {
+      pending = this.computeStart(summary, whole).finally(() => this.startPending.delete(summary.id));
+      this.startPending.set(summary.id, pending);
+    }
+    return pending;
+  }
+
+  private async computeStart(summary: BuildSummary, whole: LogStart): Promise<LogStart> {
     const live = this.deps.service.get(summary.id);
-    const records: BuildRecord[] = [];
-    if (live) records.push(...live.log.replay(0));
-    else for await (const record of this.deps.history.replay(summary.id, 0)) records.push(record);
-    const sizes = records.map((r) => (r.type === 'output' ? outputBytes(r) : 0));
-    let kept = 0;
-    let boundary = records.length;
-    while (boundary > 0 && kept + sizes[boundary - 1] <= TAIL_BYTES) kept += sizes[--boundary];
-    if (boundary === 0) return whole;
+    const records = (): Iterable<BuildRecord> | AsyncIterable<BuildRecord> => (live ? live.log.replay(0) : this.deps.history.replay(summary.id, 0));
+    let total = 0;
+    for await (const record of records()) total += outputBytes(record);
+    // The tail is the records after the first point where what came before reaches total - TAIL_BYTES.
     const shape = new LogShape();
-    for (let i = 0; i < boundary; i++) shape.push(records[i]);
-    // Move the start past an unfinished line (bounded), so no line is split between two numbers.
-    for (let moved = 0; shape.midLine && boundary < records.length && moved < 10_000; moved++) shape.push(records[boundary++]);
-    const skippedBytes = sizes.slice(0, boundary).reduce((a, b) => a + b, 0);
-    const start: LogStart = { after: records[boundary - 1].seq, firstLine: shape.lines + 1, sections: shape.sections, skippedBytes };
+    let before = 0;
+    let boundarySeq = 0;
+    let moved = 0;
+    let found = false;
+    for await (const record of records()) {
+      if (!found && before >= total - TAIL_BYTES) {
+        if (boundarySeq === 0) return whole;
+        found = true;
+      }
+      // Past the boundary, move the start past an unfinished line (bounded), so no line is split between two numbers.
+      if (found && (!shape.midLine || ++moved > 10_000)) break;
+      shape.push(record);
+      before += outputBytes(record);
+      boundarySeq = record.seq;
+    }
+    // Not found: the last record alone is larger than the tail, and the page starts after it, as the log's end.
+    if (boundarySeq === 0) return whole;
+    const start: LogStart = { after: boundarySeq, firstLine: shape.lines + 1, sections: shape.sections, skippedBytes: before };
     if (isFinal(summary.status) && !live) {
       if (this.startCache.size >= 32) this.startCache.delete(this.startCache.keys().next().value!);
-      this.startCache.set(cacheKey, start);
+      this.startCache.set(summary.id, start);
     }
     return start;
   }
 
   /** The build's records as SSE (`id:` = seq): from the start or after Last-Event-ID / ?after=, live until the exit record. */
-  private async buildEvents(req: IncomingMessage, res: ServerResponse, url: URL, summary: BuildSummary): Promise<boolean> {
+  private async buildEvents(req: IncomingMessage, res: ServerResponse, url: URL, summary: BuildSummary, viewer: Viewer): Promise<boolean> {
     const afterText = req.headers['last-event-id'] ?? url.searchParams.get('after') ?? '0';
     if (typeof afterText !== 'string' || !/^\d{1,15}$/.test(afterText)) return this.plain(res, 400, 'after (or Last-Event-ID) must be a record seq, a whole number\n');
     const after = Number(afterText);
-    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', ...SECURITY_HEADERS });
-    res.write('retry: 3000\n\n');
+    const pacer = this.openStream(req, res, viewer, 'text/event-stream');
+    if (!pacer) return true;
+    pacer.write('retry: 3000\n\n');
     const format: RecordFormat = (r) => recordJson(r, `id: ${r.seq}\ndata: `, '\n\n');
-    const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), HEARTBEAT_MS);
-    try {
-      const build = this.deps.service.get(summary.id);
-      if (build) await followLive(res, build, after, format, { maxUnread: MAX_UNREAD_BYTES });
-      else await replayStored(res, summary, after, this.deps.history, format, true);
-    } finally {
-      clearInterval(heartbeat);
-    }
+    const build = this.deps.service.get(summary.id);
+    if (build) await followLive(res, build, after, format, { pacer });
+    else await replayStored(pacer, summary, after, this.deps.history, format, true);
     return true;
   }
 
   /** The log as plain text, both streams as produced; ?download=1 saves it as a file. */
-  private async rawLog(res: ServerResponse, url: URL, summary: BuildSummary): Promise<boolean> {
-    const headers: Record<string, string> = { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store', ...SECURITY_HEADERS };
+  private async rawLog(req: IncomingMessage, res: ServerResponse, url: URL, summary: BuildSummary, viewer: Viewer): Promise<boolean> {
+    const headers: Record<string, string> = {};
     if (url.searchParams.get('download') === '1') headers['Content-Disposition'] = `attachment; filename="buildbot-${summary.service_id}-${summary.id}.log"`;
-    res.writeHead(200, headers);
+    const pacer = this.openStream(req, res, viewer, 'text/plain; charset=utf-8', headers);
+    if (!pacer) return true;
     const format = (r: BuildRecord) => {
       if (r.type === 'output') return r.data;
       if (r.type === 'cut') return `\n[buildbot: ${r.bytes} bytes of output (${r.records} records) were cut here; the log keeps its head and tail]\n`;
       return '';
     };
     const build = this.deps.service.get(summary.id);
-    if (build) {
-      for (const record of [...build.log.replay(0)]) if (!(await write(res, format(record)))) return true;
-      res.end();
-      return true;
-    }
-    await replayStored(res, summary, 0, this.deps.history, format, false);
+    if (build) await followLive(res, build, 0, format, { pacer, until: build.lastSeq });
+    else await replayStored(pacer, summary, 0, this.deps.history, format, false);
     return true;
   }
 
@@ -419,6 +454,7 @@ export function monitorFor(deps: HttpDeps): Monitor {
 }
 
 function outputBytes(record: BuildRecord): number {
+  if (record.type !== 'output') return 0;
   const { bytes } = record as { bytes?: Buffer };
   return bytes ? bytes.length : Buffer.byteLength((record as { data: string }).data);
 }
@@ -445,7 +481,8 @@ async function readForm(req: IncomingMessage): Promise<URLSearchParams | undefin
 
 /** Where to go after signing in: a path of this server only (never //host or another site). */
 function safeNext(next: string | null | undefined): string {
-  if (!next || next.length > 2000 || !next.startsWith('/') || next.startsWith('//') || next.includes('\\') || /[\x00-\x1f]/.test(next)) return '/';
+  // Printable ASCII only: a Location header takes nothing else (node throws on U+0100, U+2028), and our paths need nothing else.
+  if (!next || next.length > 2000 || !/^\/[\x21-\x7e]*$/.test(next) || next.startsWith('//') || next.includes('\\')) return '/';
   return next;
 }
 

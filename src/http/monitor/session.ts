@@ -13,45 +13,61 @@ export interface Session {
   expires: number;
   /** The form token that proves a POST came from one of our pages. */
   csrf: string;
+  /** The API token it was signed in with, by its id (Tokens.identify): per-token limits count it. */
+  tokenId: string;
 }
+
+/** Live sign-ins kept at most; past it the oldest is signed out (never the other way round). */
+export const MAX_SESSIONS = 10_000;
 
 /**
  * Sign-in for the web monitor. The cookie holds no token: it is `v1.<access>.<expires>.<nonce>.<mac>`,
  * signed with a key that lives in this process only, so a stolen cookie is worth a read or
- * full session until it expires or the server restarts, never the API token itself, and the
- * server keeps no session store. A signed-out nonce is refused until its cookie would have
- * expired. The CSRF token is derived from the session (HMAC), so forms carry it and nothing
- * needs storing either; SameSite=Strict already keeps other sites' requests from carrying the
- * cookie, and POSTs also check Origin.
+ * full session until it expires, is signed out or the server restarts, never the API token itself.
+ *
+ * A cookie is valid only while its nonce is in the server's record of live sessions: sign-out
+ * deletes the record, and a deleted nonce never comes back (nonces are random, 128 bits), so a
+ * signed-out cookie stays dead however many sessions come and go. (A list of signed-out nonces
+ * had to forget the oldest once full, which revived them.) The record is bounded by MAX_SESSIONS
+ * and by the sign-in rate per address (SignInLimit); when it is full the oldest session ends.
+ * The CSRF token is derived from the session (HMAC); SameSite=Strict already keeps other sites'
+ * requests from carrying the cookie, and POSTs also check Origin.
  */
 export class Sessions {
   private readonly key = randomBytes(32);
-  private readonly signedOut = new Map<string, number>();
+  /** nonce -> expiry (seconds) and token id, oldest first: every session lasts SESSION_SECONDS, so Map order is expiry order. */
+  private readonly live = new Map<string, { expires: number; tokenId: string }>();
 
-  constructor(private readonly tokens: Tokens) {}
+  constructor(private readonly tokens: Tokens, private readonly maxSessions = MAX_SESSIONS) {}
 
   get configured(): boolean {
     return this.tokens.configured;
   }
 
   /** The access a token grants ('none' for a wrong one), checked by the API's own constant-time comparison. */
-  checkToken(token: string): Access | 'none' {
-    return this.tokens.check({ headers: { authorization: `Bearer ${token}` } } as IncomingMessage);
+  checkToken(token: string): { access: Access; id: string } | undefined {
+    return this.tokens.identify({ headers: { authorization: `Bearer ${token}` } } as IncomingMessage);
   }
 
-  create(access: Access): { session: Session; cookie: string } {
+  create(access: Access, tokenId = ''): { session: Session; cookie: string } {
     const nonce = randomBytes(16).toString('base64url');
-    const expires = Math.floor(Date.now() / 1000) + SESSION_SECONDS;
+    const now = Math.floor(Date.now() / 1000);
+    const expires = now + SESSION_SECONDS;
+    for (const [oldest, record] of this.live) {
+      if (record.expires >= now && this.live.size < this.maxSessions) break;
+      this.live.delete(oldest);
+    }
+    this.live.set(nonce, { expires, tokenId });
     const payload = `v1.${access}.${expires}.${nonce}`;
-    return { session: { access, nonce, expires, csrf: this.csrfFor(nonce) }, cookie: `${payload}.${this.mac(payload)}` };
+    return { session: { access, nonce, expires, csrf: this.csrfFor(nonce), tokenId }, cookie: `${payload}.${this.mac(payload)}` };
   }
 
   /** The session a request carries: its cookie, or an API token in Authorization (for scripts and curl). */
   fromRequest(req: IncomingMessage): { session: Session; via: 'cookie' | 'bearer' } | undefined {
     if (req.headers.authorization !== undefined) {
-      const access = this.tokens.check(req);
-      if (access === 'none') return undefined;
-      return { session: { access, nonce: '', expires: 0, csrf: '' }, via: 'bearer' };
+      const token = this.tokens.identify(req);
+      if (!token) return undefined;
+      return { session: { access: token.access, nonce: '', expires: 0, csrf: '', tokenId: token.id }, via: 'bearer' };
     }
     const value = readCookie(req, COOKIE);
     if (!value) return undefined;
@@ -60,11 +76,12 @@ export class Sessions {
   }
 
   signOut(session: Session): void {
-    const now = Math.floor(Date.now() / 1000);
-    for (const [nonce, expires] of this.signedOut) if (expires < now) this.signedOut.delete(nonce);
-    // Bounded: past this many live sign-outs the oldest are forgotten (their cookies are deleted anyway).
-    if (this.signedOut.size >= 10_000) this.signedOut.delete(this.signedOut.keys().next().value!);
-    this.signedOut.set(session.nonce, session.expires);
+    this.live.delete(session.nonce);
+  }
+
+  /** Live sign-ins (for tests and the bound above). */
+  get size(): number {
+    return this.live.size;
   }
 
   /** Whether a form's CSRF token is the one of this session. */
@@ -81,8 +98,9 @@ export class Sessions {
     if (!safeEqual(this.mac(parts.slice(0, 4).join('.')), mac)) return undefined;
     const expires = Number(expiresText);
     if ((access !== 'read' && access !== 'full') || !Number.isSafeInteger(expires) || expires < Date.now() / 1000) return undefined;
-    if (this.signedOut.has(nonce)) return undefined;
-    return { access, nonce, expires, csrf: this.csrfFor(nonce) };
+    const record = this.live.get(nonce);
+    if (record === undefined || record.expires !== expires) return undefined;
+    return { access, nonce, expires, csrf: this.csrfFor(nonce), tokenId: record.tokenId };
   }
 
   private csrfFor(nonce: string): string {
