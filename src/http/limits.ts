@@ -23,7 +23,7 @@ export const HTTP_LIMIT_DEFAULTS: HttpLimits = {
   streamsPerAddress: 50,
   idleReaderMs: 60_000,
   signInsPerMinute: 10,
-  windowBytes: 256 * 1024,
+  windowBytes: 128 * 1024,
 };
 
 /** The seconds a client told to come back later waits (Retry-After). */

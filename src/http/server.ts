@@ -10,7 +10,7 @@ import { asHttpError, HttpError, readJson, requestFromJson } from './body.js';
 import { timeLimitOf } from '../pipeline/build-signal.js';
 import { monitorFor } from './monitor/monitor.js';
 import { HTTP_LIMIT_DEFAULTS, RETRY_AFTER_SECONDS, StreamGate, type HttpLimits } from './limits.js';
-import { admitStream, followLive, pacerFor, replayStored, type Pacer, type RecordFormat } from './stream.js';
+import { admitStream, followLive, FRAMES_FORMAT, NDJSON_FORMAT, NDJSON_LINES, pacerFor, replayStored, SSE_FORMAT, SSE_LINES, type Pacer, type RecordFormat } from './stream.js';
 import { recordJson } from '../service/record-json.js';
 import { FRAMES_TYPE, HEARTBEAT_FRAME, recordFrame } from '../service/record-frames.js';
 import type { ProjectBuilds } from '../projects/builds.js';
@@ -230,11 +230,11 @@ async function events(req: IncomingMessage, res: ServerResponse, url: URL, summa
   const heartbeat = sse ? ': heartbeat\n\n' : frames ? HEARTBEAT_FRAME : '\n';
   const pacer = openStream(req, res, deps, { 'Content-Type': sse ? SSE : frames ? FRAMES_TYPE : NDJSON, 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' }, heartbeat);
   if (!pacer) return;
-  const format: RecordFormat = sse ? (r) => recordJson(r, `id: ${r.seq}\ndata: `, '\n\n') : frames ? recordFrame : (r) => recordJson(r);
+  const format: RecordFormat = sse ? SSE_FORMAT : frames ? FRAMES_FORMAT : NDJSON_FORMAT;
   if (sse) pacer.write('retry: 3000\n\n');
   const build = deps.service.get(summary.id);
   if (build) await followLive(res, build, after, format, { pacer });
-  else await replayStored(pacer, summary, after, deps.history, format, true);
+  else await replayStored(pacer, summary, after, deps.history, format, true, sse ? SSE_LINES : frames ? undefined : NDJSON_LINES);
 }
 
 /** The output as text, both streams as produced (or one with ?stream=); ?follow=1 until the build ends. */

@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HTTP_LIMIT_DEFAULTS, RETRY_AFTER_SECONDS, type HttpLimits, type StreamGate } from './limits.js';
 import type { Build } from '../service/build.js';
 import type { History } from '../service/history.js';
-import { writeText, type JsonText } from '../service/record-json.js';
+import { recordFrame } from '../service/record-frames.js';
+import { recordJson, writeText, type JsonText } from '../service/record-json.js';
 import { isFinal, type BuildRecord, type BuildSummary } from '../service/types.js';
 
 /** How a stream shows a record: a line of NDJSON, an SSE event, log text; '' to skip it. */
@@ -13,6 +14,37 @@ export interface ReaderLimits {
   windowBytes: number;
   idleReaderMs: number;
 }
+
+/**
+ * A format whose results are shared by every reader for a while: readers of one build catch up
+ * side by side (a page opened by many, a burst of reconnects), and each would serialize the same
+ * records again. The newest results are kept, 8 MB of them at most.
+ */
+function sharedFormat(format: RecordFormat, maxBytes = 8 * 1024 * 1024): RecordFormat {
+  const cache = new WeakMap<BuildRecord, JsonText>();
+  const order: Array<{ record: BuildRecord; size: number }> = [];
+  let bytes = 0;
+  return (record) => {
+    let text = cache.get(record);
+    if (text === undefined) {
+      text = format(record);
+      const size = typeof text === 'string' ? text.length : Buffer.isBuffer(text) ? text.length : text.latin1.length;
+      cache.set(record, text);
+      order.push({ record, size });
+      bytes += size;
+      while (bytes > maxBytes && order.length > 1) {
+        const oldest = order.shift()!;
+        cache.delete(oldest.record);
+        bytes -= oldest.size;
+      }
+    }
+    return text;
+  };
+}
+
+export const NDJSON_FORMAT = sharedFormat((r) => recordJson(r));
+export const SSE_FORMAT = sharedFormat((r) => recordJson(r, `id: ${r.seq}\ndata: `, '\n\n'));
+export const FRAMES_FORMAT = sharedFormat(recordFrame);
 
 /** What opening a stream needs of the HTTP server (a subset of HttpDeps). */
 export interface StreamDeps {
@@ -247,20 +279,38 @@ function followBlocking(res: ServerResponse, build: Build, after: number, format
   });
 }
 
+/** How a stream shows a stored line as it is on disk (NDJSON, SSE): what goes before and after it. */
+export interface LineFormat {
+  prefix(seq: number): string;
+  suffix: string;
+}
+
+export const NDJSON_LINES: LineFormat = { prefix: () => '', suffix: '\n' };
+/** As recordJson(r, `id: ${seq}\ndata: `, '\n\n') writes an SSE event. */
+export const SSE_LINES: LineFormat = { prefix: (seq) => `id: ${seq}\ndata: `, suffix: '\n\n' };
+
 /**
- * Sends the stored records of a build that is not live here, a window at a time. A finished
- * build with no exit record of its own (abandoned: its process died) gets one, with code null,
- * so every stream ends alike when `closeWithExit`. One still running in another process (a local
+ * Sends the stored records of a build that is not live here, a window at a time: with `lines`,
+ * each stored line as it is (NDJSON, SSE), else each record through `format`. A finished build
+ * with no exit record of its own (abandoned: its process died) gets one, with code null, so
+ * every stream ends alike when `closeWithExit`. One still running in another process (a local
  * buildbot.sh sharing the work dir) gets none: the stream ends and the reader comes back after
  * the last seq it saw for what was stored since.
  */
-export async function replayStored(pacer: Pacer, summary: BuildSummary, after: number, history: History, format: RecordFormat, closeWithExit: boolean): Promise<void> {
+export async function replayStored(pacer: Pacer, summary: BuildSummary, after: number, history: History, format: RecordFormat, closeWithExit: boolean, lines?: LineFormat): Promise<void> {
   let last = after;
   let exited = false;
-  for await (const record of history.replay(summary.id, after)) {
-    last = record.seq;
-    exited ||= record.type === 'exit';
-    pacer.write(format(record));
+  const records = lines ? history.replayLines(summary.id, after) : history.replay(summary.id, after);
+  for await (const item of records) {
+    last = item.seq;
+    exited ||= item.type === 'exit';
+    if (lines && 'line' in item) {
+      pacer.write(lines.prefix(item.seq));
+      pacer.write(item.line);
+      pacer.write(lines.suffix);
+    } else {
+      pacer.write(format(item as BuildRecord));
+    }
     if (!pacer.hasRoom && !(await pacer.room())) return;
   }
   if (closeWithExit && !exited && isFinal(summary.status)) {

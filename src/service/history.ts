@@ -72,6 +72,34 @@ export class History {
    * holds one chunk and one line, not the file (readline's iterator reads ahead without bound).
    */
   async *replay(id: string, after = 0): AsyncGenerator<BuildRecord> {
+    for await (const line of this.storedLines(id)) {
+      const record = parseLine(line);
+      if (record && record.seq > after) yield record;
+    }
+  }
+
+  /**
+   * The stored lines of a build after `after` as they are on disk, with the seq and type of each:
+   * a reader of NDJSON or SSE gets the line itself (it is the record's JSON, as recordJson wrote it),
+   * without a parse and a serialization per reader.
+   */
+  async *replayLines(id: string, after = 0): AsyncGenerator<StoredLine> {
+    for await (const line of this.storedLines(id)) {
+      // Every stored record starts {"seq":N,"time":"…","type":"…" (record-json.ts, Build.emit); a line
+      // of another shape, or one cut by a crash (no closing brace), is read whole or skipped.
+      const head = LINE_HEAD.exec(line.toString('latin1', 0, Math.min(line.length, 96)));
+      if (head && line[line.length - 1] === 0x7d) {
+        const seq = Number(head[1]);
+        if (seq > after) yield { seq, type: head[2], line };
+        continue;
+      }
+      const record = parseLine(line);
+      if (record && record.seq > after) yield { seq: record.seq, type: record.type, line: Buffer.from(JSON.stringify(record)) };
+    }
+  }
+
+  /** The lines of a build's stored log (none when it has none), read a chunk at a time. */
+  private async *storedLines(id: string): AsyncGenerator<Buffer> {
     if (!BUILD_ID.test(id)) return;
     let file: FileHandle;
     try {
@@ -80,15 +108,7 @@ export class History {
       return;
     }
     try {
-      for await (const line of fileLines(file)) {
-        let record: BuildRecord;
-        try {
-          record = JSON.parse(line) as BuildRecord;
-        } catch {
-          continue; // a line cut by a crash
-        }
-        if (record.seq > after) yield record;
-      }
+      yield* fileLines(file);
     } finally {
       await file.close();
     }
@@ -221,27 +241,47 @@ export class History {
   }
 }
 
+/** A stored line: the record's JSON as bytes, with its seq and type. */
+export interface StoredLine {
+  seq: number;
+  type: string;
+  line: Buffer;
+}
+
+const LINE_HEAD = /^\{"seq":(\d{1,15}),"time":"[^"]*","type":"(\w{1,16})"/;
+
+function parseLine(line: Buffer): BuildRecord | undefined {
+  try {
+    return JSON.parse(line.toString('utf8')) as BuildRecord;
+  } catch {
+    return undefined; // a line cut by a crash
+  }
+}
+
 const CHUNK_BYTES = 64 * 1024;
 /** No record line is longer than a record can be (one engine read, escaped); a longer one is skipped. */
 const MAX_LINE_BYTES = 64 * 1024 * 1024;
 
-/** The lines of a file, read a chunk at a time on demand; empty lines and overlong ones are left out. */
-async function* fileLines(file: FileHandle): AsyncGenerator<string> {
-  const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+/**
+ * The lines of a file, read a chunk at a time on demand; empty lines and overlong ones are left
+ * out. A line is a view of its chunk (a new one per read), so it stays valid while a socket holds it.
+ */
+async function* fileLines(file: FileHandle): AsyncGenerator<Buffer> {
   let parts: Buffer[] = [];
   let partBytes = 0;
   let skipping = false;
   for (;;) {
+    const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
     const { bytesRead } = await file.read(chunk, 0, CHUNK_BYTES, null);
     if (bytesRead === 0) break;
     let start = 0;
     for (let nl = chunk.indexOf(10, 0); nl >= 0 && nl < bytesRead; nl = chunk.indexOf(10, start)) {
       const tail = chunk.subarray(start, nl);
-      const line = parts.length ? Buffer.concat([...parts, tail]).toString('utf8') : tail.toString('utf8');
+      const line = parts.length ? Buffer.concat([...parts, tail]) : tail;
       parts = [];
       partBytes = 0;
       start = nl + 1;
-      if (!skipping && line) yield line;
+      if (!skipping && line.length) yield line;
       skipping = false;
     }
     if (start < bytesRead && !skipping) {
@@ -251,9 +291,9 @@ async function* fileLines(file: FileHandle): AsyncGenerator<string> {
         parts = [];
         partBytes = 0;
       } else {
-        parts.push(Buffer.from(chunk.subarray(start, bytesRead)));
+        parts.push(chunk.subarray(start, bytesRead));
       }
     }
   }
-  if (parts.length && !skipping) yield Buffer.concat(parts).toString('utf8');
+  if (parts.length && !skipping) yield Buffer.concat(parts);
 }

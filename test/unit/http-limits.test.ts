@@ -68,7 +68,7 @@ test('the stored log is read a chunk at a time: every record, long lines too, an
     const service = { observe() {}, get: () => undefined, release() {} } as unknown as ConstructorParameters<typeof History>[1];
     const history = new History(dir, service, 10, () => {});
     const id = 'abcdefghi0123abcd';
-    const records = Array.from({ length: 3000 }, (_, i) => JSON.stringify({ seq: i + 1, time: '', type: 'output', stream: 'stdout', data: i === 1500 ? 'y'.repeat(200_000) : `line ${i}` }));
+    const records = Array.from({ length: 3000 }, (_, i) => JSON.stringify({ seq: i + 1, time: '', type: 'output', stream: 'stdout', data: i === 1500 ? 'y'.repeat(200_000) : `line ${i} ü` }));
     writeFileSync(path.join(dir, '.history', `${id}.ndjson`), `${records.join('\n')}\n{"seq":3001,"ty`);
     const seqs: number[] = [];
     for await (const record of history.replay(id, 0)) seqs.push(record.seq);
@@ -76,6 +76,14 @@ test('the stored log is read a chunk at a time: every record, long lines too, an
     const after: number[] = [];
     for await (const record of history.replay(id, 2990)) after.push(record.seq);
     assert.deepEqual(after, [2991, 2992, 2993, 2994, 2995, 2996, 2997, 2998, 2999, 3000]);
+    // As stored, for NDJSON and SSE readers: the same lines byte for byte, the cut one left out.
+    const lines: string[] = [];
+    for await (const { seq, type, line } of history.replayLines(id, 0)) {
+      assert.equal(type, 'output');
+      assert.equal(seq, lines.length + 1);
+      lines.push(line.toString('utf8'));
+    }
+    assert.deepEqual(lines, records);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -4,8 +4,7 @@ import type { Build } from '../../service/build.js';
 import { isFinal, type BuildRecord, type BuildStatus, type BuildSummary, type QueuedRecord } from '../../service/types.js';
 import type { HttpDeps } from '../server.js';
 import { clientAddress, HTTP_LIMIT_DEFAULTS, RateLimit } from '../limits.js';
-import { admitStream, followLive, pacerFor, replayStored, type Pacer, type RecordFormat } from '../stream.js';
-import { recordJson } from '../../service/record-json.js';
+import { admitStream, followLive, pacerFor, replayStored, SSE_FORMAT, SSE_LINES, type Pacer } from '../stream.js';
 import { serveAsset } from './assets.js';
 import { badgeSvg, badgeWord } from './badge.js';
 import { html } from './html.js';
@@ -318,10 +317,9 @@ export class Monitor {
     const pacer = this.openStream(req, res, viewer, 'text/event-stream');
     if (!pacer) return true;
     pacer.write('retry: 3000\n\n');
-    const format: RecordFormat = (r) => recordJson(r, `id: ${r.seq}\ndata: `, '\n\n');
     const build = this.deps.service.get(summary.id);
-    if (build) await followLive(res, build, after, format, { pacer });
-    else await replayStored(pacer, summary, after, this.deps.history, format, true);
+    if (build) await followLive(res, build, after, SSE_FORMAT, { pacer });
+    else await replayStored(pacer, summary, after, this.deps.history, SSE_FORMAT, true, SSE_LINES);
     return true;
   }
 
