@@ -14,7 +14,7 @@ import { admitStream, followLive, FRAMES_FORMAT, NDJSON_FORMAT, NDJSON_LINES, pa
 import { recordJson } from '../service/record-json.js';
 import { FRAMES_TYPE, HEARTBEAT_FRAME, recordFrame } from '../service/record-frames.js';
 import type { ProjectBuilds } from '../projects/builds.js';
-import { projectRoutes } from '../projects/http.js';
+import { projectRoutes } from './projects.js';
 
 export interface HttpDeps {
   service: BuildService;

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ignoreReason, readEvent } from '../../src/forges/events.js';
 import { verifySignature } from '../../src/forges/verify.js';
+import { checkProjects } from '../../src/projects/builds.js';
+import { Deliveries, KEEP_MS } from '../../src/projects/deliveries.js';
 import { loadProjectsFile } from '../../src/projects/file.js';
 import { dockerTagOf, globMatches, mapRef, renderTags, UNKNOWN_SHA } from '../../src/projects/tags.js';
 
@@ -91,5 +93,50 @@ describe('projects file and tag mapping', () => {
     assert.deepEqual(readEvent('gitea', 'create', {}), { kind: 'ignored', why: 'a create event comes with a push event for the same ref, which builds it' });
     const gitlab = readEvent('gitlab', 'Tag Push Hook', { object_kind: 'tag_push', ref: 'refs/tags/v2', checkout_sha: sha, after: 'c'.repeat(40), commits: [], project: { path_with_namespace: 'g/p' } });
     assert.ok(gitlab.kind === 'push' && gitlab.pushes[0].commit === sha);
+  });
+});
+
+describe('deliveries remembered across restarts', () => {
+  it('keeps a delivery at least three days, in the work dir, and forgets it after four', () => {
+    const work = mkdtempSync(path.join(os.tmpdir(), 'deliveries-unit-'));
+    const first = new Deliveries(work, () => {});
+    const key = Deliveries.key('github', 'site', 'abc-123');
+    first.remember(key, '0mxdu2wso61d26bdb');
+    assert.equal(new Deliveries(work, () => {}).get(key), '0mxdu2wso61d26bdb', 'a new process reads it back');
+    const file = path.join(work, '.hooks', 'deliveries.json');
+    const stored = JSON.parse(readFileSync(file, 'utf8')) as Record<string, { build: string; at: number }>;
+    stored[key].at = Date.now() - 3 * 24 * 3600 * 1000 - 60_000;
+    writeFileSync(file, JSON.stringify(stored));
+    assert.equal(new Deliveries(work, () => {}).get(key), '0mxdu2wso61d26bdb', 'three days and a minute later');
+    stored[key].at = Date.now() - KEEP_MS - 1;
+    writeFileSync(file, JSON.stringify(stored));
+    assert.equal(new Deliveries(work, () => {}).get(key), undefined);
+  });
+
+  it('warns about a secret file other users can read, naming the file but not its content', () => {
+    const secret = path.join(dir, 'token');
+    writeFileSync(secret, 'tok-Zq81xYw\n', { mode: 0o644 });
+    chmodSync(secret, 0o644);
+    const loaded = load(`${site}    docker_login_cache: {file: ${secret}}\n`);
+    assert.equal(loaded.projects.get('site')!.dockerLoginCache, 'tok-Zq81xYw');
+    assert.equal(loaded.warnings.length, 1);
+    assert.match(loaded.warnings[0], /readable by every user/);
+    assert.ok(!loaded.warnings[0].includes('tok-Zq81xYw'));
+    chmodSync(secret, 0o600);
+    assert.deepEqual(load(`${site}    docker_login_cache: {file: ${secret}}\n`).warnings, []);
+  });
+});
+
+describe('a project\'s build options', () => {
+  it('go through the request parser: its checks speak in the project\'s keys', async () => {
+    const file = path.join(dir, 'options.yaml');
+    writeFileSync(file, `${site}    build_arg: {NODE_ENV: production}\n    target: runtime\n    build_secret: {npm: {env: NPM_TOKEN}}\n    dockerfile: docker/Dockerfile\n`);
+    const loaded = await checkProjects(file, { NPM_TOKEN: 'npm_tokenQ1w2e3' });
+    const project = loaded.projects.get('site')!;
+    assert.deepEqual(project.build.buildArgs, { NODE_ENV: 'production' });
+    assert.deepEqual(project.build.buildSecrets, { npm: 'npm_tokenQ1w2e3' });
+    assert.ok(loaded.secrets.includes('npm_tokenQ1w2e3'));
+    writeFileSync(file, `${site}    dockerfile: ../Dockerfile\n`);
+    await assert.rejects(checkProjects(file, {}), /projects\.site: dockerfile "\.\.\/Dockerfile" has a "\.\." part/);
   });
 });

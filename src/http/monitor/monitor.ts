@@ -12,7 +12,7 @@ import { LogShape } from './log-model.js';
 import { buildHeader, buildPage, buildRow, errorPage, groupOf, listPage, signInPage, STATUSES, type LogStart, type RowExtra, type Viewer } from './pages.js';
 import { sessionCookie, Sessions, SESSION_SECONDS } from './session.js';
 import { projectsPage } from './projects-page.js';
-import { projectView } from '../../projects/http.js';
+import { projectView } from '../projects.js';
 import { errors, isBuildError } from '../../errors.js';
 
 /** A page opens a huge log at its last this-many bytes of output (the rest on request). */

@@ -5,7 +5,7 @@ import { timeLimitOf } from '../../pipeline/build-signal.js';
 import { requestOrExit } from '../../request/parse.js';
 import { followAsText } from '../../service/text-front.js';
 import type { Command } from './types.js';
-import { isProjectCall, runProjectCommand } from '../../projects/ssh.js';
+import { isProjectCall, runProjectCommand } from './project.js';
 
 /**
  * `buildbot.sh …` over SSH: the request goes to the build service, its records come back as

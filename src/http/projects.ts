@@ -2,18 +2,23 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isBuildError } from '../errors.js';
 import { readEvent, ignoreReason } from '../forges/events.js';
 import { deliveryId, eventName, SIGNATURE_HEADER, verifySignature } from '../forges/verify.js';
-import { asHttpError, HttpError, readJson } from '../http/body.js';
-import { allow, authorize, publicSummary, sendJson, type HttpDeps } from '../http/server.js';
+import { asHttpError, HttpError, readJson } from './body.js';
+import { allow, authorize, publicSummary, sendJson, type HttpDeps } from './server.js';
 import { validateRepoUrl } from '../request/validate.js';
 import type { Build } from '../service/build.js';
 import type { BuildSummary } from '../service/types.js';
-import { Deliveries } from './deliveries.js';
-import { FORGES, type Forge, type Project } from './file.js';
-import type { ProjectBuilds } from './builds.js';
-import { mapRef } from './tags.js';
+import { Deliveries } from '../projects/deliveries.js';
+import { FORGES, type Forge, type Project } from '../projects/file.js';
+import type { ProjectBuilds } from '../projects/builds.js';
+import { mapRef } from '../projects/tags.js';
 
 /** Forges send whole pushes: GitHub caps a payload at 25 MB, but a push of sane size is far below this. */
 export const MAX_HOOK_BYTES = 10 * 1024 * 1024;
+
+/**
+ * The HTTP front of the projects (src/projects/) and the forges' webhooks (src/forges/): it
+ * translates requests into the project builds' calls and their answers into HTTP.
+ */
 
 /** Serves /hooks/… and /api/v1/projects…; false when the route is neither. */
 export async function projectRoutes(req: IncomingMessage, res: ServerResponse, url: URL, deps: HttpDeps): Promise<boolean> {

@@ -1,9 +1,10 @@
 import yargs from 'yargs';
-import { errors, EXIT_OK, EXIT_USAGE, isBuildError } from '../errors.js';
-import type { BuildIO } from '../io/output.js';
-import { createRedactor } from '../io/redact.js';
-import { followAsText } from '../service/text-front.js';
-import type { ServerServices } from '../server/commands/types.js';
+import { errors, EXIT_OK, isBuildError } from '../../errors.js';
+import type { BuildIO } from '../../io/output.js';
+import { createRedactor } from '../../io/redact.js';
+import { checkRequestSize } from '../../request/limits.js';
+import { followAsText } from '../../service/text-front.js';
+import type { ServerServices } from './types.js';
 
 /** Whether a buildbot.sh call names a project (then it takes only --project, --revision and --tag). */
 export const isProjectCall = (args: readonly string[]) => args.some((a) => a === '--project' || a.startsWith('--project='));
@@ -17,6 +18,8 @@ export async function runProjectCommand(args: string[], io: BuildIO, signal: Abo
   let help: string | undefined;
   let parsed: Record<string, unknown>;
   try {
+    // The same bounds as every request, before yargs reads the words (issue 23).
+    checkRequestSize(args);
     parsed = await yargs()
       .scriptName('buildbot.sh').usage(usage)
       .options({ project: { type: 'string' }, revision: { type: 'string' }, tag: { type: 'string', array: true } })
@@ -38,7 +41,7 @@ export async function runProjectCommand(args: string[], io: BuildIO, signal: Abo
   } catch (err) {
     if (!isBuildError(err)) throw err;
     io.stderr.write(`error: ${err.message}\n`);
-    return EXIT_USAGE;
+    return err.exitCode;
   }
   const tags = (parsed.tag as string[] | undefined)?.flatMap((t) => String(t).split(',')).map((t) => t.trim()).filter(Boolean);
   let build;
@@ -47,7 +50,7 @@ export async function runProjectCommand(args: string[], io: BuildIO, signal: Abo
   } catch (err) {
     if (!isBuildError(err)) throw err;
     const out = createRedactor(services.projects.secrets);
-    io.stderr.write(`error: ${out.redact(err.message.replace(/--tag\b/g, '--tag'))}${err.code === 'ENOMAPPING' ? ' with --tag' : ''}\n`);
+    io.stderr.write(`error: ${out.redact(err.message)}${err.code === 'ENOMAPPING' ? ' with --tag' : ''}\n`);
     return err.exitCode;
   }
   services.log('project-build', { build: build.id, project: parsed.project, ref: build.summary.trigger?.ref, via: 'ssh' });
