@@ -426,6 +426,19 @@ webhooks:
     assert.equal(calls[1].body.target_url, `https://ci.example.com/builds/${id}`);
   });
 
+  it('a cancelled build gets an error status saying so', async () => {
+    const sha = slow.commit({ 'notes.txt': 'cancel me\n' }, 'slow again');
+    const res = await send('github', 'slow', 'push', githubPush('refs/heads/main', sha, { sha, message: 'slow again' }, { repository: { full_name: 'acme/slow' } }));
+    assert.equal(res.status, 202, res.text);
+    const id = res.json().build.id as string;
+    await eventually(async () => (await build(id)).steps?.some((s: { name: string }) => s.name === 'build.sh'), 'the build to run build.sh', 90_000);
+    const cancel = await fetch(`${base()}/api/v1/builds/${id}/cancel`, { method: 'POST', headers: { Authorization: `Bearer ${FULL}` } });
+    assert.equal(cancel.status, 202);
+    assert.equal((await finished(id)).status, 'cancelled');
+    const calls = await statusesFor(sha, 'error');
+    assert.deepEqual(calls.map((c) => [c.body.state, c.body.description]), [['pending', calls[0].body.description], ['error', 'cancelled']]);
+  });
+
   it('public_badge: /badge/site.svg without a token; another project\'s badge still needs one', async () => {
     const badge = await fetch(`${base()}/badge/site.svg`);
     assert.equal(badge.status, 200);
