@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -124,7 +125,7 @@ function probe(server: ServerProcess) {
     }
   };
   const loops = Promise.all([
-    timed(async () => (await fetch(`http://127.0.0.1:${server.httpPort}/healthz`)).status === 200, health),
+    timed(async () => (await healthz(server.httpPort)) === 200, health),
     timed(async () => (await ssh(server, ['buildbot.sh', '--help'])).code === 0, help),
   ]);
   return {
@@ -136,6 +137,19 @@ function probe(server: ServerProcess) {
       return { health, help, rssMax };
     },
   };
+}
+
+/**
+ * GET /healthz on a connection of its own, as a load balancer's check: a pooled connection that
+ * carried a large answer may be one the server is closing as idle by the time it is reused.
+ */
+function healthz(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: '/healthz', agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    }).on('error', reject);
+  });
 }
 
 const ms = (list: number[]) => list.map((n) => n.toFixed(0)).join(', ');
