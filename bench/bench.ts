@@ -160,7 +160,7 @@ class StreamMarks {
 }
 
 /** Runs one build, timing it from spawn to exit, and the payload between START and END if any. */
-function run(who: ContenderName, args: string[], probes?: (client: number) => CpuProbes, port?: number): Promise<Run> {
+function run(who: ContenderName, args: string[], probes?: (client: number) => CpuProbes, port?: number, onText?: (text: string) => void): Promise<Run> {
   const [cmd, argv, childEnv] = command(who, args, port);
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
@@ -168,6 +168,7 @@ function run(who: ContenderName, args: string[], probes?: (client: number) => Cp
     const marks = new StreamMarks(probes?.(child.pid!));
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => marks.feed(chunk));
+    if (onText) child.stdout.on('data', (chunk: Buffer) => onText(chunk.toString('latin1')));
     child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
     // BENCH_HEADERS=1: print each build's step headers, to see what dominates a row.
     if (process.env.BENCH_HEADERS) {
@@ -267,6 +268,156 @@ async function buildRows(): Promise<void> {
   timeRow('1. cold build (clone, build.sh, image, test, push)', times.cold, '≤ 0.75 of original', (o) => o <= 0.75);
   timeRow('2. warm build (new revision: fetch)', times.warm, '≤ 0.60 of original', (o) => o <= 0.6);
   timeRow('3. rebuild of a built revision', times.rebuild, '≤ 0.75 of original', (o) => o <= 0.75);
+  repo.dispose();
+}
+
+/** Row b2b: builds of one service back to back, each started the moment the previous one exited. */
+const B2B_BUILDS = Number(process.env.BENCH_B2B_BUILDS ?? 20);
+const B2B_ROUNDS = Number(process.env.BENCH_B2B_ROUNDS ?? 2);
+
+/**
+ * Row b2b (issue 22): B2B_BUILDS builds of one service with no pause between them, as a busy CI
+ * sends them: new revisions (committed beforehand, so no push sits between two builds), then
+ * rebuilds of the last one. Work a build leaves running after its exit lands on the next one
+ * here, unlike rows 1-3, which pause after every build. Original script against ours over SSH,
+ * the contenders' turns alternating by round, with a pause between two contenders' turns only.
+ */
+async function backToBackRow(): Promise<void> {
+  const who2: ContenderName[] = ['original', 'ours-ssh'];
+  const repo = new GitRepo(`bench-b2b-${process.pid}`);
+  repo.commit(staticSite());
+  const times = { revision: emptyTimes(), rebuild: emptyTimes() };
+  let failed = 0;
+  const build = async (who: ContenderName, revision: string, tag: string) => {
+    const r = await run(who, benchArgs({ service: `b2b-${who}`, repo: repo.url, revision, image: image('b2b', who), tags: [tag, 'latest'] }));
+    if (r.code !== 0) failed++;
+    return r.ms;
+  };
+  // Two unmeasured builds each: the clone exists, and our server has built the service before (it then keeps spares).
+  for (const who of who2) {
+    await build(who, 'main', 'w0');
+    await build(who, 'main', 'w1');
+    await pause();
+  }
+  for (let round = 0; round < B2B_ROUNDS; round++) {
+    const shas: string[] = [];
+    for (let k = 0; k < B2B_BUILDS; k++) shas.push(repo.commit({ 'site/index.html.in': `<h1>b2b ${round}.${k} @VERSION@</h1>\n` }));
+    for (const who of inTurn(round, who2)) {
+      await pause();
+      for (let k = 0; k < B2B_BUILDS; k++) times.revision[who].push(await build(who, shas[k], `r${round}.${k}`));
+      for (let k = 0; k < B2B_BUILDS; k++) times.rebuild[who].push(await build(who, shas.at(-1)!, `b${round}.${k}`));
+    }
+  }
+  for (const [kind, label] of [['revision', 'new revisions'], ['rebuild', 'rebuilds']] as const) {
+    const o = stats(times[kind].original);
+    const s = stats(times[kind]['ours-ssh']);
+    const vsO = s.median / o.median;
+    row([`b2b. ${B2B_BUILDS} ${label} of one service back to back (${B2B_ROUNDS} rounds)`, fmtS(o), '–', fmtS(s), '–', vsO.toFixed(2), '–', '≤ 0.75 of original', vsO <= 0.75 ? 'met' : 'missed']);
+  }
+  if (failed) notes.push(`- Row b2b: ${failed} builds failed (see stderr).`);
+  repo.dispose();
+}
+
+const GO_RUNS = Number(process.env.BENCH_GO_RUNS ?? 3);
+const GO_BUILDER = 'buildbot-bench/go-builder:1';
+
+/**
+ * A Go service for the Go rows: main imports a good part of the standard library (net/http and
+ * friends), built with CGO_ENABLED=0 and -trimpath, so Debian's precompiled standard library is
+ * not used and a cold build compiles it all. GOCACHE and GOMODCACHE are under #build_cache; the
+ * original script ignores that line (its builder's caches go with its container).
+ */
+function goService(version: string): Files {
+  const imports = ['archive/zip', 'compress/gzip', 'crypto/tls', 'crypto/x509', 'database/sql', 'encoding/json', 'encoding/xml', 'flag', 'fmt',
+    'html/template', 'image/png', 'math/big', 'net/http', 'net/http/httptest', 'net/mail', 'net/rpc', 'net/smtp', 'os', 'regexp', 'text/template'];
+  return {
+    'go.mod': 'module example.com/svc\n\ngo 1.19\n',
+    'main.go': [
+      'package main',
+      '',
+      `import (\n${imports.map((i) => `\t"${i}"`).join('\n')}\n\n\t"example.com/svc/internal/version"\n)`,
+      '',
+      'var _ = []interface{}{zip.NewWriter, gzip.NewReader, tls.Client, x509.NewCertPool, sql.Open, json.Marshal, xml.Marshal, html.HTMLEscapeString, png.Decode, big.NewInt, httptest.NewServer, mail.ParseAddress, rpc.NewServer, smtp.Dial, regexp.MustCompile, template.New}',
+      '',
+      'func main() {',
+      '\tself := flag.Bool("self-test", false, "print the version and exit")',
+      '\tflag.Parse()',
+      '\tif *self {',
+      '\t\tfmt.Println("svc", version.Version)',
+      '\t\tos.Exit(0)',
+      '\t}',
+      '\t_ = http.ListenAndServe(":8080", nil)',
+      '}',
+      '',
+    ].join('\n').replace('\t"html/template"', '\thtml "html/template"'),
+    'internal/version/version.go': `package version\n\nconst Version = "${version}"\n`,
+    'build.sh': {
+      mode: 0o755,
+      content: [
+        '#!/bin/sh',
+        `#build_inside_docker_image=${GO_BUILDER}`,
+        '#build_cache=/cache/go-build /cache/go-mod',
+        'set -e',
+        'export GOCACHE=/cache/go-build GOMODCACHE=/cache/go-mod GOFLAGS=-trimpath CGO_ENABLED=0 GOPROXY=off',
+        'start=$(date +%s%N)',
+        'go build -o app .',
+        'echo "go build: $(( ($(date +%s%N) - start) / 1000000 )) ms"',
+      ].join('\n') + '\n',
+    },
+    '.dockerignore': '*\n!app\n!Dockerfile\n',
+    Dockerfile: `FROM ${env.busyboxImage}\nCOPY app /app\n#test_in_container_entrypoint=/app -self-test\n`,
+  };
+}
+
+/**
+ * Rows go (issue 22): a real compiler. Cold build (a new service: empty caches), a new revision
+ * that changes one source file, and a rebuild, the original script against ours over SSH, runs
+ * interleaved. Also the `go build` time build.sh itself printed: the floor of each kind.
+ */
+async function goRows(): Promise<void> {
+  try {
+    execFileSync('bash', [path.join(ROOT, 'bench/go-builder.sh')], { stdio: ['ignore', 'inherit', 'inherit'] });
+  } catch {
+    notes.push('- Go rows: not run, the Go builder could not be made here (bench/go-builder.sh said why).');
+    return;
+  }
+  const who2: ContenderName[] = ['original', 'ours-ssh'];
+  const repo = new GitRepo(`bench-go-${process.pid}`);
+  repo.commit(goService('0'));
+  const kinds = ['cold', 'revision', 'rebuild'] as const;
+  const times = Object.fromEntries(kinds.map((k) => [k, emptyTimes()])) as Record<(typeof kinds)[number], Record<ContenderName, number[]>>;
+  const goMs = Object.fromEntries(kinds.map((k) => [k, emptyTimes()])) as typeof times;
+  let failed = 0;
+  const build = async (kind: (typeof kinds)[number] | 'warmup', who: ContenderName, service: string, revision: string, tag: string) => {
+    let printed = '';
+    const r = await run(who, benchArgs({ service, repo: repo.url, revision, image: image('go', who), tags: [tag, 'latest'] }), undefined, undefined, (text) => (printed += text));
+    if (r.code !== 0) failed++;
+    const go = /^go build: (\d+) ms$/m.exec(printed);
+    if (kind !== 'warmup') {
+      times[kind][who].push(r.ms);
+      if (go) goMs[kind][who].push(Number(go[1]));
+    }
+    await pause();
+  };
+  for (const who of who2) await build('warmup', who, `go-warmup-${who}`, 'main', 'w');
+  for (let i = 0; i < GO_RUNS; i++) {
+    const sha = repo.head();
+    for (const who of inTurn(i, who2)) await build('cold', who, `go-${who}-${i}-${process.pid}`, sha, `c${i}`);
+    const next = repo.commit({ 'internal/version/version.go': `package version\n\nconst Version = "${i + 1}"\n` });
+    for (const who of inTurn(i, who2)) await build('revision', who, `go-${who}-${i}-${process.pid}`, next, `n${i}`);
+    for (const who of inTurn(i, who2)) await build('rebuild', who, `go-${who}-${i}-${process.pid}`, next, `r${i}`);
+  }
+  const labels = { cold: 'go 1. cold build (empty caches; compiles net/http and friends)', revision: 'go 2. new revision (one source file changed)', rebuild: 'go 3. rebuild of a built revision' };
+  const targets = { cold: ['≤ 1.0 of original', 1.0], revision: ['≤ 0.2 of original', 0.2], rebuild: ['≤ 0.2 of original', 0.2] } as const;
+  for (const kind of kinds) {
+    const o = stats(times[kind].original);
+    const s = stats(times[kind]['ours-ssh']);
+    const vsO = s.median / o.median;
+    row([labels[kind], fmtS(o), '–', fmtS(s), '–', vsO.toFixed(2), '–', targets[kind][0], vsO <= targets[kind][1] ? 'met' : 'missed']);
+    const floor = (who: ContenderName) => (goMs[kind][who].length ? `${(stats(goMs[kind][who]).median / 1000).toFixed(2)} s` : 'n/a');
+    notes.push(`- ${labels[kind]}: \`go build\` inside build.sh took ${floor('original')} (original) and ${floor('ours-ssh')} (ours), medians.`);
+  }
+  if (failed) notes.push(`- Go rows: ${failed} builds failed (see stderr).`);
   repo.dispose();
 }
 
@@ -657,7 +808,7 @@ async function main(): Promise<void> {
   // max-builds 10: row 6 compares ten builds at once with ten baseline scripts at once.
   server = await startServer({ args: ['--max-builds', '10', '--api-token', BENCH_TOKEN, ...SERVER_ARGS] });
   const only = process.env.BENCH_ROWS?.split(',');
-  const rows: Array<[string, () => Promise<void>]> = [['1', buildRows], ['4', streamRow], ['5', largeRepoRow], ['6', parallelRow], ['6b', crowdRow], ['7', latencyRow], ['http', httpRow], ['trace', traceRows]];
+  const rows: Array<[string, () => Promise<void>]> = [['1', buildRows], ['b2b', backToBackRow], ['go', goRows], ['4', streamRow], ['5', largeRepoRow], ['6', parallelRow], ['6b', crowdRow], ['7', latencyRow], ['http', httpRow], ['trace', traceRows]];
   try {
     for (const [id, fn] of rows) if (!only || only.includes(id)) await fn();
   } finally {
