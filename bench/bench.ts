@@ -419,6 +419,9 @@ async function goRows(): Promise<void> {
   }
   if (failed) notes.push(`- Go rows: ${failed} builds failed (see stderr).`);
   repo.dispose();
+  // The caches of the row's services (kept by design) go with it.
+  const { Volumes } = await docker.listVolumes({ filters: { label: ['io.buildbot.cache-of'] } });
+  for (const v of Volumes ?? []) if (/^go-/.test(v.Labels['io.buildbot.cache-of'])) await docker.getVolume(v.Name).remove().catch(() => undefined);
 }
 
 /** Row 4: 200 MB of build.sh output; throughput between the START and END lines, and plain OpenSSH as the reference. */

@@ -86,7 +86,7 @@ async function touch(workDir: string, volume: string): Promise<void> {
  */
 export async function cacheMounts(ctx: BuildContext, paths: readonly string[]): Promise<Docker.MountConfig> {
   const { serviceId, build } = ctx.request;
-  if (build.noBuildCache) {
+  if (build.noBuildCache && paths.length) {
     ctx.out.line(`--no_build_cache: build.sh runs with fresh caches at ${paths.join(' ')}; the kept ones are left as they are`);
     // No source: an anonymous volume, removed with the builder (removals pass v=true).
     return paths.map((target) => ({ Type: 'volume', Source: '', Target: target }));

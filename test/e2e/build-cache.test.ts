@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { removeUnusedCaches } from '../../src/pipeline/build-cache.js';
 import { buildArgs, unique } from '../helpers/build.js';
 import { runCli } from '../helpers/cli.js';
@@ -45,6 +45,11 @@ const count = (stdout: string) => /^cache count (\d+), other (\S+)$/m.exec(stdou
 describe('build caches that outlive the build (#build_cache)', () => {
   const work = suiteWorkDir();
   const repoWith = suiteRepos();
+  // Kept between builds by design; the suite's own go when it ends.
+  after(async () => {
+    const { Volumes } = await docker.listVolumes({ filters: { label: ['io.buildbot.cache-of'] } });
+    for (const v of Volumes ?? []) if (/^cache-/.test(v.Labels['io.buildbot.cache-of'])) await docker.getVolume(v.Name).remove();
+  });
 
   it('keeps a cache path between two builds of one service, never shows it to another service, and --no_build_cache / --reset_build_cache do what they say', async () => {
     const repo = repoWith('cache', counting());

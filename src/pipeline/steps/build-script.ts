@@ -52,7 +52,8 @@ export const buildScriptStep: Step = {
     const holder = ahead === NOT_READY ? undefined : ahead;
     if (ahead === NOT_READY && ctx.metadata!.testEntrypoint) ctx.testNetwork = ctx.builderNetwork;
     const caches = ctx.metadata!.buildCaches ?? [];
-    const mounts = caches.length ? await cacheMounts(ctx, caches) : undefined;
+    // --reset_build_cache also clears what a removed #build_cache line left.
+    const mounts = caches.length || ctx.request.build.resetBuildCache ? await cacheMounts(ctx, caches) : undefined;
     const container = await ctx.watchdog.engine('creating the build.sh container', () => ctx.containers.create('builder', {
       Image: image,
       Entrypoint: ['/bin/sh', '-c', RUN_BUILD_SCRIPT],

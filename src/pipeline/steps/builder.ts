@@ -46,7 +46,11 @@ export const builderStep: Step = {
     };
     const hash = createHash('sha256').update(`${HASH_VERSION}\0${dockerfile}\0`);
     const hashed = pack().context;
-    for await (const chunk of hashed) hash.update(chunk as Buffer);
+    // The time limit holds here too: a large folder takes a while to read.
+    for await (const chunk of hashed) {
+      ctx.signal.throwIfAborted();
+      hash.update(chunk as Buffer);
+    }
     if (hashed.contextError) throw hashed.contextError;
     const repository = builderRepository(ctx.request.serviceId);
     const ref = `${repository}:${hash.digest('hex').slice(0, 32)}`;
