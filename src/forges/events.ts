@@ -1,4 +1,4 @@
-import type { Forge } from '../projects/file.js';
+import type { Forge } from './types.js';
 
 /** One ref a push moved, as the forge described it. */
 export interface Push {

@@ -8,7 +8,8 @@ import { validateRepoUrl } from '../request/validate.js';
 import type { Build } from '../service/build.js';
 import type { BuildSummary } from '../service/types.js';
 import { Deliveries } from '../projects/deliveries.js';
-import { FORGES, type Forge, type Project } from '../projects/file.js';
+import { FORGES, type Forge } from '../forges/types.js';
+import type { Project } from '../projects/file.js';
 import type { ProjectBuilds } from '../projects/builds.js';
 import { mapRef } from '../projects/tags.js';
 

@@ -9,7 +9,8 @@ import type { BuildService } from '../service/service.js';
 import type { BuildTrigger, BuildSummary } from '../service/types.js';
 import { StatusReporter, type BuildState } from '../forges/statuses.js';
 import { Deliveries } from './deliveries.js';
-import { FORGES, loadProjectsFile, projectsError, type Forge, type Project, type ProjectsFile } from './file.js';
+import { FORGES, type Forge } from '../forges/types.js';
+import { loadProjectsFile, projectsError, type Project, type ProjectsFile } from './file.js';
 import { isValidTag, mapRef, renderTags, UNKNOWN_SHA, type RefMapping } from './tags.js';
 
 type Env = Readonly<Record<string, string | undefined>>;

@@ -2,33 +2,8 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
 import { BuildError, EXIT_USAGE } from '../errors.js';
 import { isServiceId } from '../request/validate.js';
+import { DEFAULT_API_URL, FORGES, type Forge, type ForgeHook, type StatusTarget } from '../forges/types.js';
 import { placeholdersOf, TAG_PLACEHOLDERS, validateGlob, validatePattern } from './tags.js';
-
-export const FORGES = ['github', 'gitlab', 'gitea', 'bitbucket'] as const;
-export type Forge = (typeof FORGES)[number];
-
-/** Where each forge's status API lives when `api_url` is not given. */
-export const DEFAULT_API_URL: Record<Forge, string> = {
-  github: 'https://api.github.com',
-  gitlab: 'https://gitlab.com/api/v4',
-  gitea: 'https://gitea.com/api/v1',
-  bitbucket: 'https://api.bitbucket.org/2.0',
-};
-
-export interface StatusTarget {
-  apiUrl: string;
-  /** A secret: never logged, shown or stored. */
-  token: string;
-  context: string;
-}
-
-export interface ForgeHook {
-  /** owner/name (GitLab: the project's full path; Bitbucket: workspace/slug). */
-  repository: string;
-  /** A secret. */
-  secret: string;
-  status?: StatusTarget;
-}
 
 export interface Project {
   name: string;

@@ -137,7 +137,7 @@ table.builds { width: 100%; table-layout: fixed; border-collapse: separate; bord
 .error-line strong { font-family: var(--mono); font-size: 12px; margin-right: 6px; }
 .project { padding: 16px 20px; margin-bottom: 16px; } .project h2 { margin: 0; font-size: 18px; } .project .badge { vertical-align: middle; }
 .last-builds { border-collapse: collapse; font-size: 13px; margin: 4px 0 12px; } .last-builds th, .last-builds td { text-align: left; padding: 4px 14px 4px 0; }
-.build-form { display: flex; gap: 8px; align-items: center; flex-wrap: wrap; } .build-form input { font: inherit; font-family: var(--mono); padding: 5px 8px; border: 1px solid var(--border); border-radius: 6px; background: var(--bg); color: var(--text); min-width: 220px; }
+.build-form { display: flex; gap: 8px; align-items: center; flex-wrap: wrap; margin-top: 12px; } .topnav a + a { margin-left: 14px; } .build-form input { font: inherit; font-family: var(--mono); padding: 5px 8px; border: 1px solid var(--border); border-radius: 6px; background: var(--bg); color: var(--text); min-width: 220px; }
 .facts { display: grid; grid-template-columns: repeat(auto-fill, minmax(190px, 1fr)); gap: 10px 22px; margin: 16px 0 12px; }
 .fact { min-width: 0; } .fact.wide { grid-column: span 2; }
 .fact dt { font-size: 11.5px; font-weight: 600; color: var(--muted); text-transform: uppercase; letter-spacing: .4px; }
