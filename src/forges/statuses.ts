@@ -101,7 +101,10 @@ export class StatusReporter {
     });
     this.chains.set(build, next);
     void next.then(() => {
-      if (this.chains.get(build) === next) this.chains.delete(build);
+      // Once a build's statuses are all sent, its file has them: memory keeps none per build.
+      if (this.chains.get(build) !== next) return;
+      this.chains.delete(build);
+      this.delivered.delete(build);
     });
   }
 
