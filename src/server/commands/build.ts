@@ -3,7 +3,7 @@ import { UserOutput } from '../../io/output.js';
 import { createRedactor } from '../../io/redact.js';
 import { timeLimitOf } from '../../pipeline/build-signal.js';
 import { requestOrExit } from '../../request/parse.js';
-import { followAsText } from '../../service/text-front.js';
+import { followOverSsh } from './follow.js';
 import type { Command } from './types.js';
 import { isProjectCall, runProjectCommand } from './project.js';
 
@@ -29,14 +29,6 @@ export const buildCommand: Command = {
       await out.close();
       return err.exitCode;
     }
-    const build = services.builds.submit(request, 'ssh');
-    const cancel = () => services.builds.cancel(build.id, 'the SSH connection closed');
-    if (signal.aborted) cancel();
-    signal.addEventListener('abort', cancel, { once: true });
-    try {
-      return await followAsText(build, io, services.builds.maxBuilds);
-    } finally {
-      signal.removeEventListener('abort', cancel);
-    }
+    return followOverSsh(services.builds.submit(request, 'ssh'), io, signal, services);
   },
 };

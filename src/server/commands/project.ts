@@ -3,7 +3,7 @@ import { errors, EXIT_OK, isBuildError } from '../../errors.js';
 import type { BuildIO } from '../../io/output.js';
 import { createRedactor } from '../../io/redact.js';
 import { checkRequestSize } from '../../request/limits.js';
-import { followAsText } from '../../service/text-front.js';
+import { followOverSsh } from './follow.js';
 import type { ServerServices } from './types.js';
 
 /** Whether a buildbot.sh call names a project (then it takes only --project, --revision and --tag). */
@@ -54,12 +54,5 @@ export async function runProjectCommand(args: string[], io: BuildIO, signal: Abo
     return err.exitCode;
   }
   services.log('project-build', { build: build.id, project: parsed.project, ref: build.summary.trigger?.ref, via: 'ssh' });
-  const cancel = () => services.builds.cancel(build.id, 'the SSH connection closed');
-  if (signal.aborted) cancel();
-  signal.addEventListener('abort', cancel, { once: true });
-  try {
-    return await followAsText(build, io, services.builds.maxBuilds);
-  } finally {
-    signal.removeEventListener('abort', cancel);
-  }
+  return followOverSsh(build, io, signal, services);
 }
