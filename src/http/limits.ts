@@ -5,6 +5,8 @@ import { addressGroup } from '../server/admission.js';
 export interface HttpLimits {
   /** Open connections; past it a new one is answered 503 with Retry-After and closed. */
   maxConnections: number;
+  /** Open connections per client address (IPv6 by /64); past it a new one is answered 429 with Retry-After; 0: no limit. */
+  connectionsPerAddress: number;
   /** Open event and log streams per API token (a cookie counts for the token it was signed in with); 0: no limit. */
   streamsPerToken: number;
   /** The same per client address (an IPv6 client by its /64); 0: no limit (behind a proxy all clients share one). */
@@ -19,6 +21,7 @@ export interface HttpLimits {
 
 export const HTTP_LIMIT_DEFAULTS: HttpLimits = {
   maxConnections: 1024,
+  connectionsPerAddress: 64,
   streamsPerToken: 100,
   streamsPerAddress: 50,
   idleReaderMs: 60_000,

@@ -9,6 +9,7 @@ import { Tokens, type Access } from './auth.js';
 import { asHttpError, HttpError, readJson, requestFromJson } from './body.js';
 import { timeLimitOf } from '../pipeline/build-signal.js';
 import { monitorFor } from './monitor/monitor.js';
+import { addressGroup } from '../server/admission.js';
 import { HTTP_LIMIT_DEFAULTS, RETRY_AFTER_SECONDS, StreamGate, type HttpLimits } from './limits.js';
 import { admitStream, followLive, FRAMES_FORMAT, NDJSON_FORMAT, NDJSON_LINES, pacerFor, replayStored, SSE_FORMAT, SSE_LINES, type Pacer, type RecordFormat } from './stream.js';
 import { recordJson } from '../service/record-json.js';
@@ -51,11 +52,15 @@ const SSE = 'text/event-stream';
 export async function startHttpServer(listen: { host: string; port: number }, given: HttpDeps): Promise<RunningHttp> {
   const limits: HttpLimits = { ...HTTP_LIMIT_DEFAULTS, ...given.limits };
   const deps: HttpDeps = { ...given, limits, gate: given.gate ?? new StreamGate(limits) };
-  // Room for 2 MB of records before a follower signals backpressure, as an SSH channel allows (ssh2's
-  // highWaterMark): 16 KB by default paused the build's output after every engine read, and 256 KB
-  // still paused it more often than SSH did while the client was behind (BENCHMARKS.md, row 8).
-  const server = http.createServer({ requestTimeout: 60_000, headersTimeout: 20_000, maxHeaderSize: 16 * 1024, highWaterMark: 2 * 1024 * 1024 }, (req, res) => {
+  // headersTimeout and requestTimeout are enforced by a check every connectionsCheckingInterval
+  // that node starts on the server's 'listening' event (emitted below: the tcp server listens).
+  // No highWaterMark: the sockets come from the tcp server below, so the http server's option never
+  // reached them (the 2 MB once set here had no effect since the handover came in).
+  const server = http.createServer({ requestTimeout: 60_000, headersTimeout: 20_000, connectionsCheckingInterval: 5_000, maxHeaderSize: 16 * 1024 }, (req, res) => {
+    if (!admitPipelined(req, res)) return;
     void handle(req, res, deps, watch).catch((err: Error) => {
+      // The client went away while its body was read (node's "aborted"): nobody to answer, nothing to log.
+      if ((err as NodeJS.ErrnoException).code === 'ECONNRESET' && req.destroyed) return void res.destroy();
       if (err instanceof HttpError && !res.headersSent) {
         if (err.status === 413 || err.status === 415) res.setHeader('Connection', 'close');
         return sendError(res, err);
@@ -68,13 +73,25 @@ export async function startHttpServer(listen: { host: string; port: number }, gi
   const watch = new BuildWatch(deps.service);
   // Streams last as long as their builds; the request timeout covers receiving requests only.
   server.timeout = 0;
-  // Connections are counted here, before HTTP reads a byte, so one past the limit gets a 503 that
+  // Connections are counted here, before HTTP reads a byte, so one past the limit gets an answer that
   // says when to come back (node's maxConnections closes it without a word).
   let open = 0;
+  const perAddress = new Map<string, number>();
   const tcp = net.createServer((socket) => {
-    if (open >= limits.maxConnections) return refuseConnection(socket);
+    if (open >= limits.maxConnections) return refuseConnection(socket, 503, 'the server has as many connections open as it allows (--http-max-connections); try again later');
+    const address = addressGroup(socket.remoteAddress ?? '?');
+    const fromHere = perAddress.get(address) ?? 0;
+    if (limits.connectionsPerAddress && fromHere >= limits.connectionsPerAddress) {
+      return refuseConnection(socket, 429, `this address has ${limits.connectionsPerAddress} connections open, the most the server allows (--http-connections-per-address); close one or try again later`);
+    }
     open++;
-    socket.once('close', () => open--);
+    perAddress.set(address, fromHere + 1);
+    socket.once('close', () => {
+      open--;
+      const n = (perAddress.get(address) ?? 1) - 1;
+      if (n > 0) perAddress.set(address, n);
+      else perAddress.delete(address);
+    });
     server.emit('connection', socket);
   });
   await new Promise<void>((resolve, reject) => {
@@ -84,6 +101,7 @@ export async function startHttpServer(listen: { host: string; port: number }, gi
       resolve();
     });
   });
+  server.emit('listening');
   const address = tcp.address() as AddressInfo;
   deps.log('http-listening', { addr: `${address.address}:${address.port}`, tokens: deps.tokens.configured ? 'yes' : 'none: every API request is refused; give --api-token' });
   return {
@@ -100,12 +118,34 @@ export async function startHttpServer(listen: { host: string; port: number }, gi
   };
 }
 
-/** Answers a connection past --http-max-connections, then closes it (bounded: 2 s at most). */
-function refuseConnection(socket: Socket): void {
-  const body = JSON.stringify({ error: { code: 'EBUSY', message: 'the server has as many connections open as it allows (--http-max-connections); try again later', field: null } });
+/** Requests of a socket whose answers have not all gone out (answered, written, or the socket closed). */
+const unanswered = new WeakMap<Socket, number>();
+/** More than a client that reads its answers ever has; browsers and curl send one at a time. */
+const MAX_PIPELINED = 32;
+
+/**
+ * Node parses every request of a chunk it read, pipelined ones too, and keeps each one's answer until
+ * the client reads: one that sends thousands and reads nothing would make the server hold them all
+ * (50 such connections took it from 84 to 630 MB). Past MAX_PIPELINED unanswered the socket is closed.
+ */
+function admitPipelined(req: IncomingMessage, res: ServerResponse): boolean {
+  const socket = req.socket;
+  const n = (unanswered.get(socket) ?? 0) + 1;
+  if (n > MAX_PIPELINED) {
+    socket.destroy();
+    return false;
+  }
+  unanswered.set(socket, n);
+  res.once('close', () => unanswered.set(socket, (unanswered.get(socket) ?? 1) - 1));
+  return true;
+}
+
+/** Answers a connection past --http-max-connections or --http-connections-per-address, then closes it (bounded: 2 s at most). */
+function refuseConnection(socket: Socket, status: 429 | 503, message: string): void {
+  const body = JSON.stringify({ error: { code: status === 503 ? 'EBUSY' : 'ETOOMANYCONNECTIONS', message, field: null } });
   socket.on('error', () => {});
   socket.resume();
-  socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nRetry-After: ${RETRY_AFTER_SECONDS}\r\nConnection: close\r\n\r\n${body}`);
+  socket.end(`HTTP/1.1 ${status} ${status === 503 ? 'Service Unavailable' : 'Too Many Requests'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nRetry-After: ${RETRY_AFTER_SECONDS}\r\nConnection: close\r\n\r\n${body}`);
   setTimeout(() => socket.destroy(), 2000).unref();
 }
 

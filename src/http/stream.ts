@@ -74,7 +74,7 @@ export function pacerFor(res: ServerResponse, deps: StreamDeps, heartbeat?: Json
 /**
  * A response written under a backpressure of its own: `windowBytes` at most handed to the
  * socket and not yet taken by the kernel (each write's callback says when it was), whatever
- * the response's highWaterMark (2 MB, for the caller's own follow). A reader that takes none of
+ * the response's highWaterMark. A reader that takes none of
  * what waits for it for `idleReaderMs` is closed; a heartbeat is written only when nothing
  * waits, and its flushing is no progress, so a reader that reads nothing is dropped however
  * often the stream beats.

@@ -71,6 +71,7 @@ const FLAGS = {
   'public-url': { type: 'string', describe: 'the address users reach the monitor at, for links in commit statuses (env BUILDBOT_PUBLIC_URL, default http://<--http-listen>)' },
   'log-cap-mb': { type: 'string', describe: `output kept per build in the history, in MB: the head and the tail (env BUILDBOT_LOG_CAP_MB, default ${D.logCapMb})` },
   'http-max-connections': { type: 'string', describe: `HTTP connections open at once; past it a new one is answered 503 (env BUILDBOT_HTTP_MAX_CONNECTIONS, default ${H.maxConnections})` },
+  'http-connections-per-address': { type: 'string', describe: `HTTP connections open at once per client address (IPv6 by /64); past it 429; 0: no limit, e.g. behind a proxy (env BUILDBOT_HTTP_CONNECTIONS_PER_ADDRESS, default ${H.connectionsPerAddress})` },
   'http-streams-per-token': { type: 'string', describe: `event and log streams open at once per API token (a monitor sign-in counts for its token); past it 429; 0: no limit (env BUILDBOT_HTTP_STREAMS_PER_TOKEN, default ${H.streamsPerToken})` },
   'http-streams-per-address': { type: 'string', describe: `the same per client address (IPv6 by /64); 0: no limit, e.g. behind a proxy (env BUILDBOT_HTTP_STREAMS_PER_ADDRESS, default ${H.streamsPerAddress})` },
   'http-idle-reader': { type: 'string', describe: `seconds a stream's reader may take nothing of what waits for it before it is closed (it can resume) (env BUILDBOT_HTTP_IDLE_READER, default ${H.idleReaderMs / 1000})` },
@@ -176,6 +177,7 @@ function httpSettings(args: Record<string, unknown>, env: Env, pick: Pick) {
     httpLimits: {
       ...H,
       maxConnections: positiveInteger(pick('http-max-connections', 'BUILDBOT_HTTP_MAX_CONNECTIONS') ?? String(H.maxConnections), '--http-max-connections'),
+      connectionsPerAddress: positiveInteger(pick('http-connections-per-address', 'BUILDBOT_HTTP_CONNECTIONS_PER_ADDRESS') ?? String(H.connectionsPerAddress), '--http-connections-per-address', true),
       streamsPerToken: positiveInteger(pick('http-streams-per-token', 'BUILDBOT_HTTP_STREAMS_PER_TOKEN') ?? String(H.streamsPerToken), '--http-streams-per-token', true),
       streamsPerAddress: positiveInteger(pick('http-streams-per-address', 'BUILDBOT_HTTP_STREAMS_PER_ADDRESS') ?? String(H.streamsPerAddress), '--http-streams-per-address', true),
       idleReaderMs: 1000 * positiveInteger(pick('http-idle-reader', 'BUILDBOT_HTTP_IDLE_READER') ?? String(H.idleReaderMs / 1000), '--http-idle-reader'),

@@ -179,7 +179,7 @@ describe('a client with a read token cannot take the HTTP front down', () => {
   before(async () => {
     server = await startServer({
       args: ['--api-token', FULL, '--api-read-token', READ, '--log-cap-mb', '64', '--http-idle-reader', String(IDLE_READER_SECONDS),
-        '--http-streams-per-token', '300', '--http-streams-per-address', '300'],
+        '--http-streams-per-token', '300', '--http-streams-per-address', '300', '--http-connections-per-address', '300'],
     });
     stored = await submit(unique('stored-log'), noisy);
     await eventually(async () => (await summary(stored)).status === 'succeeded', 'the large build to succeed', 120_000);
@@ -275,7 +275,7 @@ describe('limits on streams and connections', () => {
   let server: ServerProcess;
   const port = () => server.httpPort;
   before(async () => {
-    server = await startServer({ args: ['--api-read-token', READ, '--api-read-token', READ2, '--http-streams-per-token', '3', '--http-streams-per-address', '5', '--http-max-connections', '12'] });
+    server = await startServer({ args: ['--api-read-token', READ, '--api-read-token', READ2, '--http-streams-per-token', '3', '--http-streams-per-address', '5', '--http-max-connections', '12', '--http-connections-per-address', '8'] });
   });
   after(async () => {
     await server.stop();
@@ -308,7 +308,8 @@ describe('limits on streams and connections', () => {
       // Connections: those open plus idle ones up to the limit, then one more.
       const idle: net.Socket[] = [];
       for (let i = 0; i < 12; i++) {
-        const socket = net.connect(port(), '127.0.0.1');
+        // From three addresses, so the global limit is met before one address's.
+        const socket = net.connect({ port: port(), host: '127.0.0.1', localAddress: `127.0.0.${2 + (i % 3)}` });
         socket.on('error', () => {});
         idle.push(socket);
         await new Promise((resolve) => socket.once('connect', resolve));
@@ -321,6 +322,63 @@ describe('limits on streams and connections', () => {
       await eventually(async () => (await fetch(`http://127.0.0.1:${port()}/healthz`).then((r) => r.status, () => 0)) === 200, '/healthz once connections closed');
     } finally {
       open.forEach((r) => r.socket.destroy());
+    }
+    assert.doesNotMatch(server.log(), /http-internal-error|\n\s+at /);
+  });
+
+  it('one address cannot take every connection (429 with Retry-After), and a silent or dribbling client is closed within 30 s', async () => {
+    const connect = (localAddress: string) => {
+      const socket = net.connect({ port: port(), host: '127.0.0.1', localAddress });
+      socket.on('error', () => {});
+      // Read: a socket whose answer (the 408) waits unread never sees the end, nor 'close'.
+      socket.resume();
+      const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now())));
+      return { socket, closed, connected: new Promise((resolve) => socket.once('connect', resolve)) };
+    };
+    const opened = Date.now();
+    // Slowloris: one says nothing, one sends a header byte a second, forever.
+    const silent = connect('127.0.0.9');
+    const dribbling = connect('127.0.0.10');
+    await dribbling.connected;
+    dribbling.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+    const drip = setInterval(() => dribbling.socket.write('a'), 1000);
+    const hoard: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 8; i++) {
+        const c = connect('127.0.0.5');
+        hoard.push(c.socket);
+        await c.connected;
+      }
+      const refused = await new Promise<string>((resolve) => {
+        const socket = net.connect({ port: port(), host: '127.0.0.1', localAddress: '127.0.0.5' });
+        let answer = '';
+        socket.on('data', (d: Buffer) => (answer += d.toString()));
+        socket.on('close', () => resolve(answer));
+        socket.on('error', () => {});
+      });
+      assert.match(refused, /^HTTP\/1\.1 429 /);
+      assert.match(refused, /^Retry-After: \d+\r$/m);
+      assert.match(refused, /"code":"ETOOMANYCONNECTIONS".*--http-connections-per-address/);
+      // Another address still gets in.
+      const other = await new Promise<string>((resolve) => {
+        const socket = net.connect({ port: port(), host: '127.0.0.1', localAddress: '127.0.0.6' }, () => socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+        let answer = '';
+        socket.on('data', (d: Buffer) => (answer += d.toString()));
+        socket.on('close', () => resolve(answer));
+        socket.on('error', () => {});
+      });
+      assert.match(other, /^HTTP\/1\.1 200 /);
+      const bound = new Promise<'open'>((resolve) => setTimeout(() => resolve('open'), 35_000 - (Date.now() - opened)).unref());
+      for (const client of [silent, dribbling]) {
+        const at = await Promise.race([client.closed, bound]);
+        assert.notEqual(at, 'open', 'the server closed a client that sent no complete request');
+        assert.ok((at as number) - opened < 35_000, `closed after ${(at as number) - opened} ms`);
+      }
+    } finally {
+      clearInterval(drip);
+      hoard.forEach((s) => s.destroy());
+      silent.socket.destroy();
+      dribbling.socket.destroy();
     }
     assert.doesNotMatch(server.log(), /http-internal-error|\n\s+at /);
   });
@@ -365,6 +423,36 @@ describe('client requests: lists are bounded over HTTP and SSH, mistakes are 4xx
     assert.ok(Math.max(...health) < 1500, `/healthz took ${ms(health)} ms during the requests`);
     assert.ok(Math.max(...help) < 5000, `--help took ${ms(help)} ms during the requests`);
     assert.ok(server.log().length < 20_000, 'the refused tags were not logged');
+  });
+
+  it('50 connections that pipeline 10,000 requests each and read nothing are closed; memory stays bounded and /healthz answers', async (t) => {
+    const before = rssBytes(server.child.pid!);
+    const watch = probe(server);
+    const requests = 'GET /signin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'.repeat(10_000);
+    const closed = await Promise.all(Array.from({ length: 50 }, () => new Promise<boolean>((resolve) => {
+      const socket = net.connect(server.httpPort, '127.0.0.1', () => socket.write(requests));
+      socket.on('error', () => {});
+      socket.pause();
+      // A socket that reads nothing learns of the server's reset only by writing: blank lines, which a server reading requests skips.
+      const poke = setInterval(() => socket.write('\r\n'), 500);
+      const timer = setTimeout(() => {
+        clearInterval(poke);
+        socket.destroy();
+        resolve(false);
+      }, 30_000);
+      socket.once('close', () => {
+        clearInterval(poke);
+        clearTimeout(timer);
+        resolve(true);
+      });
+    })));
+    const { health, rssMax } = await watch.stop();
+    assert.ok(closed.every(Boolean), `${closed.filter((c) => !c).length} of 50 pipelining connections were left open`);
+    // Before: 84 MB to 630 MB. A bound with a margin, not a speed goal.
+    t.diagnostic(`RSS ${(before / MB).toFixed(0)} -> ${(rssMax / MB).toFixed(0)} MB; /healthz ${ms(health)} ms`);
+    assert.ok(rssMax - before < 200 * MB, `RSS grew from ${(before / MB).toFixed(0)} MB to ${(rssMax / MB).toFixed(0)} MB`);
+    assert.ok(Math.max(...health) < 5000, `/healthz took ${ms(health)} ms`);
+    assert.doesNotMatch(server.log(), /http-internal-error|\n\s+at /);
   });
 
   const raw = (text: string) => exchange(server.httpPort, text);
