@@ -472,6 +472,11 @@ describe('client requests: lists are bounded over HTTP and SSH, mistakes are 4xx
       const answer = await raw(`${line}\r\nHost: 127.0.0.1\r\n\r\n`);
       assert.match(answer, /^HTTP\/1\.[01] 4\d\d /, `${JSON.stringify(line.slice(0, 40))}: ${answer.slice(0, 200)}`);
     }
+    for (const method of ['POST', 'PUT', 'DELETE']) {
+      const asset = await fetch(`http://127.0.0.1:${server.httpPort}/assets/x`, { method });
+      assert.equal(asset.status, 405, method);
+      assert.equal(asset.headers.get('allow'), 'GET, HEAD');
+    }
     const bad = await raw('GET //[ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
     assert.match(bad, /^HTTP\/1\.1 400 /);
     assert.match(bad, /"code":"EBADREQUEST"/);

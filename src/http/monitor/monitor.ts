@@ -49,7 +49,8 @@ export class Monitor {
   /** Serves a monitor route; false when the path is not one of the monitor's. */
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
     const path = url.pathname;
-    if (path.startsWith('/assets/')) return this.method(req, res, ['GET', 'HEAD']) && serveAsset(req, res, path.slice('/assets/'.length));
+    // true after a 405 too: the request is answered either way.
+    if (path.startsWith('/assets/')) return !this.method(req, res, ['GET', 'HEAD']) || serveAsset(req, res, path.slice('/assets/'.length));
     if (path === '/signin') return this.signIn(req, res, url);
     if (path === '/signout') return this.signOut(req, res);
     if (path === '/' || path === '/events') {
