@@ -22,19 +22,34 @@ export const SIGNATURE_HEADER: Record<Forge, string> = {
  * about how much of a signature was right. 'missing': no or an empty header.
  */
 export function verifySignature(forge: Forge, headers: IncomingHttpHeaders, raw: Buffer, secret: string): 'ok' | 'missing' | 'wrong' {
+  const early = verdictFromHeaders(forge, headers, secret);
+  if (early) return early;
+  const expected = createHmac('sha256', secret).update(raw).digest();
+  return equalDigests(Buffer.from(signatureHex(forge, headers)!, 'hex'), expected) ? 'ok' : 'wrong';
+}
+
+/**
+ * The verdict the headers give before the body is read: GitLab's token, or a missing or malformed
+ * signature (so a sender without the secret gets no body buffered); undefined when the body decides.
+ */
+export function verdictFromHeaders(forge: Forge, headers: IncomingHttpHeaders, secret: string): 'ok' | 'missing' | 'wrong' | undefined {
   if (forge === 'gitlab') {
     const given = header(headers, 'x-gitlab-token');
     if (!given) return 'missing';
     return equalDigests(sha256(Buffer.from(given)), sha256(Buffer.from(secret))) ? 'ok' : 'wrong';
   }
+  const hex = signatureHex(forge, headers);
+  return hex === null ? 'missing' : hex === undefined ? 'wrong' : undefined;
+}
+
+/** The signature's 64 hex digits; null without one, undefined when it is malformed. */
+function signatureHex(forge: Forge, headers: IncomingHttpHeaders): string | null | undefined {
   const value = forge === 'github'
     ? header(headers, 'x-hub-signature-256')
     : forge === 'bitbucket' ? header(headers, 'x-hub-signature') : header(headers, 'x-gitea-signature') || header(headers, 'x-forgejo-signature');
-  if (!value) return 'missing';
+  if (!value) return null;
   const hex = forge === 'gitea' ? value.trim() : /^sha256=(.*)$/i.exec(value.trim())?.[1];
-  if (hex === undefined || !/^[0-9a-fA-F]{64}$/.test(hex)) return 'wrong';
-  const expected = createHmac('sha256', secret).update(raw).digest();
-  return equalDigests(Buffer.from(hex, 'hex'), expected) ? 'ok' : 'wrong';
+  return hex !== undefined && /^[0-9a-fA-F]{64}$/.test(hex) ? hex : undefined;
 }
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest();

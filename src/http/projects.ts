@@ -1,9 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isBuildError } from '../errors.js';
 import { readEvent, ignoreReason } from '../forges/events.js';
-import { deliveryId, eventName, SIGNATURE_HEADER, verifySignature } from '../forges/verify.js';
+import { deliveryId, eventName, SIGNATURE_HEADER, verdictFromHeaders, verifySignature } from '../forges/verify.js';
 import { asHttpError, HttpError, readJson } from './body.js';
 import { allow, authorize, publicSummary, sendJson, type HttpDeps } from './server.js';
+import { clientAddress, RateLimit, RETRY_AFTER_SECONDS } from './limits.js';
 import { validateRepoUrl } from '../request/validate.js';
 import type { Build } from '../service/build.js';
 import type { BuildSummary } from '../service/types.js';
@@ -111,7 +112,39 @@ export function projectView(project: Project, deps: HttpDeps) {
   };
 }
 
-async function readRaw(req: IncomingMessage): Promise<Buffer> {
+/** Hook bodies read at once from one address, and bytes of them held at once in all (before their signature is checked). */
+const HOOK_BODIES_PER_ADDRESS = 8;
+const HOOK_BYTES_IN_FLIGHT = 64 * 1024 * 1024;
+const hookBodies = new Map<string, number>();
+let hookBytes = 0;
+
+/** The body, within the bounds above: 429 past an address's bodies, 503 past the bytes of all (both with Retry-After). */
+async function readHookBody(req: IncomingMessage, res: ServerResponse): Promise<Buffer> {
+  const address = clientAddress(req);
+  const reading = hookBodies.get(address) ?? 0;
+  const busy = (status: 429 | 503, message: string) => {
+    res.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
+    res.setHeader('Connection', 'close');
+    return new HttpError(status, 'EBUSY', message);
+  };
+  if (reading >= HOOK_BODIES_PER_ADDRESS) throw busy(429, `this address sends ${HOOK_BODIES_PER_ADDRESS} hook deliveries at once already; try again later`);
+  hookBodies.set(address, reading + 1);
+  let held = 0;
+  try {
+    return await readRaw(req, (bytes) => {
+      held += bytes;
+      hookBytes += bytes;
+      if (hookBytes > HOOK_BYTES_IN_FLIGHT) throw busy(503, 'the server is reading as many hook deliveries as it allows; try again later');
+    });
+  } finally {
+    hookBytes -= held;
+    const n = (hookBodies.get(address) ?? 1) - 1;
+    if (n > 0) hookBodies.set(address, n);
+    else hookBodies.delete(address);
+  }
+}
+
+async function readRaw(req: IncomingMessage, onChunk: (bytes: number) => void): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   const tooLarge = () => new HttpError(413, 'ETOOLARGE', `the body is larger than ${MAX_HOOK_BYTES / 1024 / 1024} MB`);
   // A sender gets its 413 only once it has stopped sending (an answer while it still writes is
@@ -130,12 +163,28 @@ async function readRaw(req: IncomingMessage): Promise<Buffer> {
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
     if (size > MAX_HOOK_BYTES) throw await discard(size);
+    onChunk(chunk.length);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
 }
 
 const MAX_DISCARD_BYTES = 4 * MAX_HOOK_BYTES;
+
+/** Bad signatures logged per address: 5 a minute, then one line a minute saying how many were not. */
+const refusalLogs = new RateLimit(5, 60_000);
+const unlogged = new Map<string, number>();
+
+function logRefusal(req: IncomingMessage, deps: HttpDeps, logged: Record<string, unknown>): void {
+  const address = clientAddress(req);
+  if (refusalLogs.take(address)) {
+    if (unlogged.size < 10_000 || unlogged.has(address)) unlogged.set(address, (unlogged.get(address) ?? 0) + 1);
+    return;
+  }
+  const more = unlogged.get(address);
+  unlogged.delete(address);
+  deps.log('webhook-refused', { ...logged, address, ...(more ? { 'refusals-not-logged': more } : {}) });
+}
 
 /** Deliveries whose build is being made right now, by delivery key. */
 const handling = new Map<string, Promise<Build | undefined>>();
@@ -153,13 +202,17 @@ async function webhook(req: IncomingMessage, res: ServerResponse, deps: HttpDeps
   if (!project) throw notFound(name);
   const hook = project.webhooks[forge];
   if (!hook) throw new HttpError(404, 'ENOTFOUND', `project ${name} takes no ${forge} webhooks; add webhooks.${forge} to it in the projects file`);
-  const raw = await readRaw(req);
-  const verdict = verifySignature(forge, req.headers, raw, hook.secret);
   const delivery = deliveryId(forge, req.headers);
   const event = eventName(forge, req.headers);
   const logged = { forge, project: name, delivery, event: /^[\w :.-]{0,64}$/.test(event) ? event : '?' };
+  // A declared length over the limit is a 413 first, whatever the signature (readRaw throws it).
+  if (Number(req.headers['content-length']) > MAX_HOOK_BYTES) await readRaw(req, () => {});
+  // Refused before the body is read where the headers decide (node discards the rest of it).
+  const early = verdictFromHeaders(forge, req.headers, hook.secret);
+  const raw = early === 'missing' || early === 'wrong' ? Buffer.alloc(0) : await readHookBody(req, res);
+  const verdict = early && early !== 'ok' ? early : verifySignature(forge, req.headers, raw, hook.secret);
   if (verdict !== 'ok') {
-    deps.log('webhook-refused', { ...logged, reason: `${verdict} signature` });
+    logRefusal(req, deps, { ...logged, reason: `${verdict} signature` });
     res.setHeader('WWW-Authenticate', `Signature header="${SIGNATURE_HEADER[forge].split(' ')[0]}"`);
     throw new HttpError(401, 'ESIGNATURE', verdict === 'missing'
       ? `no signature: the forge sends one in ${SIGNATURE_HEADER[forge]} once the hook has the project's secret; set it on the hook`

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -7,8 +8,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { quote } from 'shell-quote';
 import { buildArgs, unique } from '../helpers/build.js';
 import { keyBase64, loginCmd, testEnv } from '../helpers/env.js';
+import path from 'node:path';
 import { eventually, suiteRepos } from '../helpers/fixtures.js';
-import { removeAll, staticSite } from '../helpers/repos.js';
+import { removeAll, staticSite, type GitRepo } from '../helpers/repos.js';
+import { projectsYaml, siteProject } from '../helpers/projects.js';
 import { ssh, startServer, type ServerProcess } from '../helpers/server.js';
 
 /*
@@ -541,4 +544,69 @@ describe('a signed-out monitor session stays signed out', () => {
     assert.ok(Number(answers[6].retryAfter) > 0 && Number(answers[6].retryAfter) <= 60, String(answers[6].retryAfter));
   });
 
+});
+
+describe('webhook deliveries without the secret cost the server little', () => {
+  let server: ServerProcess;
+  const SECRET = 'hook-secret-3c5e7a9b1d2f4068';
+  before(async () => {
+    const file = path.join(testEnv().dir, `${unique('hostile-hooks')}.yaml`);
+    writeFileSync(file, projectsYaml({ site: siteProject({ url: 'ssh://git@127.0.0.1:9/acme/site.git' } as GitRepo, unique('hostile-hooks'), `
+webhooks:
+  github: {repository: acme/site, secret: {env: GH_SECRET}}
+  gitlab: {project: acme/site, secret: {env: GH_SECRET}}`) }));
+    server = await startServer({ args: ['--api-token', FULL, '--projects', file], env: { TEST_LOGIN: loginCmd(), GH_SECRET: SECRET } });
+  });
+  after(async () => {
+    await server.stop();
+    removeAll(server.workDir);
+  });
+
+  /** A delivery that declares a 9 MB body and sends 1 KB of it: the answer's head, or '' while none came within 3 s. */
+  const partial = (forge: string, headers: string, keep?: net.Socket[]) => new Promise<string>((resolve) => {
+    const socket = net.connect(server.httpPort, '127.0.0.1');
+    socket.on('error', () => {});
+    let answer = '';
+    const timer = setTimeout(() => resolve(answer), 3000);
+    socket.on('data', (d: Buffer) => {
+      answer += d.toString();
+      clearTimeout(timer);
+      resolve(answer);
+    });
+    socket.write(`POST /hooks/${forge}/site HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nX-Gitlab-Event: Push Hook\r\n${headers}Content-Length: ${9 * 1024 * 1024}\r\n\r\n${' '.repeat(1024)}`);
+    keep?.push(socket);
+    if (!keep) setTimeout(() => socket.destroy(), 3500);
+  });
+
+  it('a missing, malformed or wrong-token signature is refused before the body is read; bodies in flight are bounded per address', async () => {
+    for (const [forge, headers] of [['github', ''], ['github', 'X-Hub-Signature-256: sha256=00\r\n'], ['gitlab', 'X-Gitlab-Token: not-the-secret\r\n']]) {
+      assert.match(await partial(forge, headers), /^HTTP\/1\.1 401 /, `${forge} ${headers}`);
+    }
+    // Well-formed signatures need the body: 8 read at once from one address, the 9th is told to come back.
+    const held: net.Socket[] = [];
+    try {
+      const signature = `X-Hub-Signature-256: sha256=${'0'.repeat(64)}\r\n`;
+      const reading = await Promise.all(Array.from({ length: 8 }, () => partial('github', signature, held)));
+      assert.deepEqual(reading, Array(8).fill(''), 'the 8 deliveries are being read');
+      const refused = await partial('github', signature, held);
+      assert.match(refused, /^HTTP\/1\.1 429 /);
+      assert.match(refused, /^Retry-After: \d+\r$/m);
+    } finally {
+      held.forEach((s) => s.destroy());
+    }
+  });
+
+  it('bad signatures are logged a few times a minute per address, not once each', async () => {
+    const body = JSON.stringify({ ref: 'refs/heads/main' });
+    const bad = `sha256=${createHmac('sha256', 'not-the-secret').update(body).digest('hex')}`;
+    const before = (server.log().match(/webhook-refused/g) ?? []).length;
+    for (let i = 0; i < 200; i++) {
+      const res = await fetch(`http://127.0.0.1:${server.httpPort}/hooks/github/site`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-GitHub-Event': 'push', 'X-Hub-Signature-256': bad }, body });
+      assert.equal(res.status, 401);
+      await res.arrayBuffer();
+    }
+    const logged = (server.log().match(/webhook-refused/g) ?? []).length - before;
+    assert.ok(logged >= 1 && logged <= 5, `${logged} lines for 200 bad signatures`);
+    assert.doesNotMatch(server.log(), /http-internal-error|\n\s+at /);
+  });
 });

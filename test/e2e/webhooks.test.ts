@@ -161,7 +161,7 @@ describe('forge webhooks and commit statuses', () => {
   const oversized = (declared: boolean) => new Promise<number>((resolve, reject) => {
     const req = http.request(`${base()}/hooks/github/site`, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', 'X-GitHub-Event': 'push', 'X-Hub-Signature-256': 'sha256=00', ...(declared ? { 'Content-Length': String(11 * 1024 * 1024) } : {}) },
+      headers: { 'Content-Type': 'application/json', 'X-GitHub-Event': 'push', 'X-Hub-Signature-256': `sha256=${'0'.repeat(64)}`, ...(declared ? { 'Content-Length': String(11 * 1024 * 1024) } : {}) },
     });
     let answered = false;
     req.on('response', (res) => {
