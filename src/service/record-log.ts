@@ -18,10 +18,19 @@ export class RecordLog {
   private lastCutSeq = 0;
   private lastCutTime = '';
 
-  constructor(private readonly capBytes: number) {}
+  /**
+   * `recordOverhead`: what an output record costs besides its bytes, counted against the cap, so
+   * that a build printing a byte at a time cannot keep millions of records (each an object in
+   * memory, and a loop iteration for every page that reads the log).
+   */
+  constructor(private readonly capBytes: number, private readonly recordOverhead = RECORD_OVERHEAD) {}
+
+  private weight(record: BuildRecord): number {
+    return record.type === 'output' ? sizeOf(record) + this.recordOverhead : 0;
+  }
 
   append(record: BuildRecord): void {
-    const size = sizeOf(record);
+    const size = this.weight(record);
     if (!this.cutting && this.headBytes + size <= this.capBytes / 2) {
       this.head.push(record);
       this.headBytes += size;
@@ -32,9 +41,8 @@ export class RecordLog {
     this.tailBytes += size;
     while (this.tailBytes > this.capBytes / 2 && this.tailStart < this.tail.length) {
       const oldest = this.tail[this.tailStart++];
-      const bytes = sizeOf(oldest);
-      this.tailBytes -= bytes;
-      this.cutBytes += bytes;
+      this.tailBytes -= this.weight(oldest);
+      this.cutBytes += sizeOf(oldest);
       this.cutRecords++;
       this.lastCutSeq = oldest.seq;
       this.lastCutTime = oldest.time;
@@ -64,6 +72,9 @@ export class RecordLog {
     return this.cutting;
   }
 }
+
+/** Roughly what an output record object with its time string costs in memory, counted against the cap. */
+export const RECORD_OVERHEAD = 128;
 
 /** Output bytes a record holds, without decoding a chunk that carries its bytes. */
 function sizeOf(record: BuildRecord): number {

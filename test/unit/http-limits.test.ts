@@ -50,7 +50,7 @@ test('a rate limit counts per key within its window, and bounds the keys it reme
 });
 
 test('the kept log replays from any seq, across the cut, by binary search', () => {
-  const log = new RecordLog(100);
+  const log = new RecordLog(100, 0);
   const out = (seq: number): BuildRecord => ({ seq, time: '', type: 'output', stream: 'stdout', data: 'x'.repeat(10) });
   for (let seq = 1; seq <= 40; seq++) log.append(out(seq));
   const seqs = (after: number) => [...log.replay(after)].map((r) => `${r.type === 'cut' ? 'cut' : ''}${r.seq}`);

@@ -198,3 +198,22 @@ test('a step\'s header line moves into its own section; the output before the fi
   const kept = [...other.push(out('0.0s | # login: x\n')), ...other.push(step('checkout', 'start'))];
   assert.equal(kept.filter((c) => c.kind === 'line-move').length, 0);
 });
+
+test('the tail start of a live log hands the event loop back while it reads 140,000 records', async () => {
+  const { paced } = await import('../../src/http/monitor/monitor.js');
+  function* records() {
+    for (let i = 0; i < 140_000; i++) yield i;
+  }
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 0);
+  let seen = 0;
+  let ticksMidway = -1;
+  for await (const n of paced(records())) {
+    seen++;
+    if (n === 70_000) ticksMidway = ticks;
+  }
+  clearInterval(timer);
+  assert.equal(seen, 140_000);
+  // Before, a synchronous generator behind for-await ran to its end with no timer in between.
+  assert.ok(ticksMidway > 0, 'a timer ran while the records were read');
+});

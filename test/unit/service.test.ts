@@ -23,14 +23,14 @@ const REQUEST: BuildRequest = {
 
 describe('the record log of a build', () => {
   it('keeps everything within the cap', () => {
-    const log = new RecordLog(100);
+    const log = new RecordLog(100, 0);
     for (let i = 1; i <= 5; i++) log.append(output(i, 'x'.repeat(10)));
     assert.deepEqual([...log.replay()].map((r) => r.seq), [1, 2, 3, 4, 5]);
     assert.deepEqual([...log.replay(3)].map((r) => r.seq), [4, 5]);
   });
 
   it('past the cap keeps the head and the tail, and one cut record says how much went', () => {
-    const log = new RecordLog(100);
+    const log = new RecordLog(100, 0);
     for (let i = 1; i <= 20; i++) log.append(output(i, 'x'.repeat(10)));
     log.append({ seq: 21, time: '', type: 'exit', code: 0, status: 'succeeded' });
     const kept = [...log.replay()];
@@ -39,6 +39,19 @@ describe('the record log of a build', () => {
     // The cut record stands at the seq of the last record it replaces, so resuming after it works.
     assert.deepEqual([...log.replay(15)].map((r) => r.seq), [16, 17, 18, 19, 20, 21]);
     assert.deepEqual([...log.replay(8)].map((r) => r.seq), [15, 16, 17, 18, 19, 20, 21]);
+  });
+});
+
+describe('the record log of a build, counted per record', () => {
+  it('a build printing a byte at a time keeps a bounded number of records, and the cut counts output bytes', () => {
+    const log = new RecordLog(1024 * 1024);
+    for (let i = 1; i <= 200_000; i++) log.append(output(i, 'x'));
+    const kept = [...log.replay()];
+    // 1 MB of cap at 129 bytes a record: about 8,100 records, not 200,000.
+    assert.ok(kept.length < 8200, `${kept.length} records kept`);
+    const cut = kept.find((r) => r.type === 'cut') as { bytes: number; records: number };
+    assert.equal(cut.records, 200_000 - (kept.length - 1));
+    assert.equal(cut.bytes, cut.records);
   });
 });
 

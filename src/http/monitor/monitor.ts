@@ -282,14 +282,14 @@ export class Monitor {
     const live = this.deps.service.get(summary.id);
     const records = (): Iterable<BuildRecord> | AsyncIterable<BuildRecord> => (live ? live.log.replay(0) : this.deps.history.replay(summary.id, 0));
     let total = 0;
-    for await (const record of records()) total += outputBytes(record);
+    for await (const record of paced(records())) total += outputBytes(record);
     // The tail is the records after the first point where what came before reaches total - TAIL_BYTES.
     const shape = new LogShape();
     let before = 0;
     let boundarySeq = 0;
     let moved = 0;
     let found = false;
-    for await (const record of records()) {
+    for await (const record of paced(records())) {
       if (!found && before >= total - TAIL_BYTES) {
         if (boundarySeq === 0) return whole;
         found = true;
@@ -450,6 +450,18 @@ export function monitorFor(deps: HttpDeps): Monitor {
     monitors.set(deps, monitor);
   }
   return monitor;
+}
+
+/**
+ * The records, handing the event loop back every few thousand: a live build's log is a synchronous
+ * generator, and 140,000 records read in one go held every other request for 355 ms.
+ */
+export async function* paced<T>(records: Iterable<T> | AsyncIterable<T>): AsyncGenerator<T> {
+  let n = 0;
+  for await (const record of records) {
+    yield record;
+    if (++n % 2048 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+  }
 }
 
 function outputBytes(record: BuildRecord): number {
