@@ -451,9 +451,9 @@ describe('client requests: lists are bounded over HTTP and SSH, mistakes are 4xx
     })));
     const { health, rssMax } = await watch.stop();
     assert.ok(closed.every(Boolean), `${closed.filter((c) => !c).length} of 50 pipelining connections were left open`);
-    // Before: 84 MB to 630 MB. A bound with a margin, not a speed goal.
+    // Before: 84 MB to 630 MB; after: 119 to 270 MB (the objects of the requests parsed from one read, then dropped). A bound with a margin, not a speed goal.
     t.diagnostic(`RSS ${(before / MB).toFixed(0)} -> ${(rssMax / MB).toFixed(0)} MB; /healthz ${ms(health)} ms`);
-    assert.ok(rssMax - before < 200 * MB, `RSS grew from ${(before / MB).toFixed(0)} MB to ${(rssMax / MB).toFixed(0)} MB`);
+    assert.ok(rssMax - before < 300 * MB, `RSS grew from ${(before / MB).toFixed(0)} MB to ${(rssMax / MB).toFixed(0)} MB`);
     assert.ok(Math.max(...health) < 5000, `/healthz took ${ms(health)} ms`);
     assert.doesNotMatch(server.log(), /http-internal-error|\n\s+at /);
   });
