@@ -1,10 +1,10 @@
-import { loadConfig } from '../config.js';
+import { loadConfig } from '../pipeline/config.js';
 import { createDocker } from '../docker/engine.js';
 import { Removals } from '../docker/removals.js';
-import { errors, EXIT_FAILURE, isBuildError } from '../errors.js';
+import { errors, EXIT_FAILURE, isBuildError } from '../model/errors.js';
 import { requestOrExit } from '../request/parse.js';
 import { BuildService, DEFAULT_LOG_CAP_BYTES } from '../service/service.js';
-import { History } from '../service/history.js';
+import { History } from '../store/files/history.js';
 import { remoteMain } from './remote.js';
 import { followAsText } from '../service/text-front.js';
 
@@ -34,7 +34,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   // The same build service as the server's, for one build: the file lock in the checkout step
   // still makes it wait for a build of its service that runs beside it.
   const removals = new Removals(log);
-  const service = new BuildService({ config, docker: createDocker(config), log, maxBuilds: 1, logCapBytes: DEFAULT_LOG_CAP_BYTES, removals });
+  const service = new BuildService({ config, docker: createDocker(config.docker, config.toolEnv), log, maxBuilds: 1, logCapBytes: DEFAULT_LOG_CAP_BYTES, removals });
   try {
     // Kept in the work dir's history, so a server sharing it lists local builds too.
     new History(config.workDir, service, Number(env.BUILDBOT_HISTORY_PER_SERVICE) || 50, log);

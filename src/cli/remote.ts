@@ -2,10 +2,10 @@ import http from 'node:http';
 import https from 'node:https';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EXIT_CANCELLED, EXIT_USAGE } from '../errors.js';
+import { EXIT_CANCELLED, EXIT_USAGE } from '../model/errors.js';
 import { SECRET_ENV } from '../request/secret-env.js';
-import type { BuildRecord } from '../service/types.js';
-import { FrameReader, FRAMES_TYPE } from '../service/record-frames.js';
+import type { BuildRecord } from '../model/build.js';
+import { FrameReader, FRAMES_TYPE } from '../model/record-frames.js';
 
 /** Like ssh: the server could not be reached, or refused us. */
 export const EXIT_UNREACHABLE = 255;

@@ -1,7 +1,7 @@
-import { EXIT_FAILURE, isBuildError } from '../errors.js';
-import { parseServerArgs } from '../server/config.js';
-import { createServerLog } from '../server/log.js';
-import { startServer } from '../server/server.js';
+import { EXIT_FAILURE, isBuildError } from '../model/errors.js';
+import { parseServerArgs } from '../app/config.js';
+import { createServerLog } from '../log/server-log.js';
+import { startServer } from '../app/server.js';
 import { checkProjects } from '../projects/builds.js';
 
 const log = createServerLog();

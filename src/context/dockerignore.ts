@@ -1,4 +1,4 @@
-import { errors } from '../errors.js';
+import { errors } from '../model/errors.js';
 
 /*
  * .dockerignore, matched as the docker CLI matches it (moby/patternmatcher and its

@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { lstat, open, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { errors } from '../errors.js';
+import { errors } from '../model/errors.js';
 
 /**
  * The most the server reads of any one file of a repository (Dockerfile, build.sh,

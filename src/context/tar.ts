@@ -4,7 +4,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
-import { errors } from '../errors.js';
+import { errors } from '../model/errors.js';
 import type { ContextFilter } from './filter.js';
 import { REPO_FILE_MAX_BYTES } from './repo-file.js';
 

@@ -29,11 +29,11 @@
  */
 import type Docker from 'dockerode';
 import type { BatchingSink, Sink } from '../io/output.js';
-import { ENGINE_HINT, type Watchdog } from '../watchdog.js';
+import { ENGINE_HINT, type Watchdog } from './watchdog.js';
 import { engineMessage, followStream, statusOf } from './engine.js';
-import type { Removals } from './removals.js';
+import { removeContainer, type Removals } from './removals.js';
 import { connectionLossDetail, isEngineConnectionLoss, waitForExit } from './wait.js';
-import { errors } from '../errors.js';
+import { errors } from '../model/errors.js';
 
 /** Every container a build creates carries these, so leftovers of a dead server can be found. */
 export const LABELS = {
@@ -90,25 +90,6 @@ export class BuildContainers {
 
   private removeOne(container: Docker.Container): Promise<void> {
     return this.removals ? this.removals.remove(container, { build: this.labels[LABELS.build] }) : removeContainer(container);
-  }
-}
-
-/**
- * How long one removal may wait for the engine's answer. The engine kills the container at once
- * (no stop timeout with force), so a minute is ample; past it the engine is taken for frozen,
- * and Removals retries as for an engine that went away. Unbounded, a frozen engine held the
- * build's end (its cleanup) and the orphan sweep for ever.
- */
-export const REMOVE_TIMEOUT_MS = 60_000;
-
-export async function removeContainer(container: Docker.Container, timeoutMs = REMOVE_TIMEOUT_MS): Promise<void> {
-  const signal = AbortSignal.timeout(timeoutMs);
-  try {
-    await container.remove({ force: true, v: true, abortSignal: signal } as object);
-  } catch (err) {
-    if (signal.aborted) throw Object.assign(new Error(`the engine did not answer the removal within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' });
-    // Gone already, or removal already under way: either way it will not remain.
-    if (![304, 404, 409].includes(statusOf(err) ?? 0)) throw err;
   }
 }
 
@@ -198,7 +179,7 @@ export async function runAttached(container: Docker.Container, stdout: BatchingS
     const drained = demux(stream, stdout, stderr);
     await guard(`starting the container for ${watch?.doing}`, () => container.start());
     onStarted?.();
-    // User code may print nothing for long: the engine is probed meanwhile instead (src/watchdog.ts).
+    // User code may print nothing for long: the engine is probed meanwhile instead (src/docker/watchdog.ts).
     const wait = () => waitForExit(container, signal, doing);
     const code = await (watch ? watch.watchdog.whileUserCode(engine(watch.doing), wait) : wait());
     // The container has exited: what is left of its output must keep coming.

@@ -1,9 +1,8 @@
 import http from 'node:http';
 import type net from 'node:net';
 import Docker from 'dockerode';
-import type { Config } from '../config.js';
-import { errors } from '../errors.js';
-import { dockerodeOptions, SSH_REFUSED } from './remote.js';
+import { errors } from '../model/errors.js';
+import { dockerodeOptions, SSH_REFUSED, type EngineTarget } from './remote.js';
 
 /** docker-modem reads these from process.env whatever it is given (and reads the certificate files they name). */
 const MODEM_ENV = ['DOCKER_HOST', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH', 'DOCKER_CLIENT_TIMEOUT', 'DOCKER_PATH_PREFIX'];
@@ -13,12 +12,12 @@ const MODEM_ENV = ['DOCKER_HOST', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH', 'DOCK
  * built with those variables out of its sight, so that its own defaults (an http connection
  * with DOCKER_CERT_PATH's certificates loaded, a crash on an unreadable ca.pem) cannot mix in.
  */
-export function createDocker(config: Config): Docker {
+export function createDocker(target: EngineTarget, toolEnv: Record<string, string>): Docker {
   const saved = MODEM_ENV.map((name) => [name, process.env[name]] as const);
   for (const [name] of saved) delete process.env[name];
   let docker: Docker;
   try {
-    docker = new Docker(dockerodeOptions(config.docker, config.toolEnv) as Docker.DockerOptions);
+    docker = new Docker(dockerodeOptions(target, toolEnv) as Docker.DockerOptions);
   } finally {
     for (const [name, value] of saved) if (value !== undefined) process.env[name] = value;
   }
@@ -143,7 +142,13 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECONNRESET', '
 const TLS_FAILURE = /^(ERR_TLS_|ERR_SSL_|EPROTO$|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT_IN_CHAIN$|UNABLE_TO_)/;
 
 /** Turns "cannot connect to the engine" into the catalogue's error; anything else is returned unchanged. */
-export function asEngineError(err: unknown, config: Config): unknown {
+/** Which engine a build talks to and how messages name it (the build's Config has both). */
+export interface EngineRef {
+  docker: EngineTarget;
+  dockerLabel: string;
+}
+
+export function asEngineError(err: unknown, config: EngineRef): unknown {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   const message = err instanceof Error ? err.message.split('\n')[0] : String(err);
   const remote = config.docker.kind !== 'unix';

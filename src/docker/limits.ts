@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import { errors } from '../errors.js';
+import { errors } from '../model/errors.js';
 
 /**
  * Limits of the containers a build runs (builder and in-image test). A repository's build.sh

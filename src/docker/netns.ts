@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import type { Watchdog } from '../watchdog.js';
+import type { Watchdog } from './watchdog.js';
 import type { BuildContainers } from './containers.js';
 
 /**

@@ -4,7 +4,7 @@ import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { errors } from '../errors.js';
+import { errors } from '../model/errors.js';
 
 /**
  * Where the Docker engine is, read from DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_TLS and

@@ -1,8 +1,26 @@
 import type Docker from 'dockerode';
-import type { ServerLog } from '../pipeline/context.js';
-import { removeContainer } from './containers.js';
-import { engineMessage } from './engine.js';
+import type { ServerLog } from '../log/server-log.js';
+import { engineMessage, statusOf } from './engine.js';
 import { isEngineConnectionLoss } from './wait.js';
+
+/**
+ * How long one removal may wait for the engine's answer. The engine kills the container at once
+ * (no stop timeout with force), so a minute is ample; past it the engine is taken for frozen,
+ * and Removals retries as for an engine that went away. Unbounded, a frozen engine held the
+ * build's end (its cleanup) and the orphan sweep for ever.
+ */
+export const REMOVE_TIMEOUT_MS = 60_000;
+
+export async function removeContainer(container: Docker.Container, timeoutMs = REMOVE_TIMEOUT_MS): Promise<void> {
+  const signal = AbortSignal.timeout(timeoutMs);
+  try {
+    await container.remove({ force: true, v: true, abortSignal: signal } as object);
+  } catch (err) {
+    if (signal.aborted) throw Object.assign(new Error(`the engine did not answer the removal within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' });
+    // Gone already, or removal already under way: either way it will not remain.
+    if (![304, 404, 409].includes(statusOf(err) ?? 0)) throw err;
+  }
+}
 
 export interface RemovalOptions {
   /** First retry after this long, doubling up to maxDelayMs. */

@@ -1,6 +1,6 @@
 import net from 'node:net';
 import type Docker from 'dockerode';
-import { errors } from '../errors.js';
+import { errors } from '../model/errors.js';
 import { statusOf } from './engine.js';
 
 /**

@@ -1,7 +1,7 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ServerLog } from '../pipeline/context.js';
+import type { ServerLog } from '../log/server-log.js';
 import type { Forge, ForgeHook, StatusTarget } from './types.js';
 
 /** What a build is at, in the project's terms; each forge has its own words for it. */

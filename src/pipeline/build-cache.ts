@@ -3,9 +3,10 @@ import { mkdir, readdir, stat, unlink, utimes, writeFile } from 'node:fs/promise
 import path from 'node:path';
 import type Docker from 'dockerode';
 import { engineMessage, statusOf } from '../docker/engine.js';
-import { errors } from '../errors.js';
-import { inBackground, type BuildContext, type ServerLog } from './context.js';
-import { serviceSlug } from './service-slug.js';
+import { errors } from '../model/errors.js';
+import { inBackground, type BuildContext } from './context.js';
+import type { ServerLog } from '../log/server-log.js';
+import { serviceSlug } from '../model/service-slug.js';
 
 /*
  * Caches that outlive a build (build.sh's `#build_cache=/root/.cache/go-build /go/pkg/mod`): one

@@ -1,5 +1,5 @@
-import type { Config } from '../config.js';
-import { BuildError, errors, isBuildError } from '../errors.js';
+import type { Config } from './config.js';
+import { BuildError, errors, isBuildError } from '../model/errors.js';
 import type { BuildRequest } from '../request/types.js';
 
 /**

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename } from 'node:fs/promises';
 import path from 'node:path';
-import { errors } from '../errors.js';
+import { errors } from '../model/errors.js';
 import { isServiceId } from '../request/validate.js';
-import type { ServerLog } from './context.js';
+import type { ServerLog } from '../log/server-log.js';
 import { lstatOrUndefined } from '../context/repo-file.js';
 
 /**

@@ -1,13 +1,13 @@
+import type { ServerLog } from '../log/server-log.js';
 import type Docker from 'dockerode';
-import type { Config } from '../config.js';
-import type { Watchdog } from '../watchdog.js';
+import type { Config } from './config.js';
+import type { Watchdog } from '../docker/watchdog.js';
 import type { BuildContainers } from '../docker/containers.js';
 import type { UserOutput } from '../io/output.js';
 import type { BuildRequest } from '../request/types.js';
-import type { BuildTrace } from './trace.js';
+import type { BuildTrace } from '../log/trace.js';
 
 /** The server log: one line per event, never build output or secrets. */
-export type ServerLog = (event: string, fields?: Record<string, unknown>) => void;
 
 /** What a build tells whoever runs it (the build service), beside its output. */
 export interface BuildHooks {
@@ -35,7 +35,7 @@ export interface BuildContext {
   readonly out: UserOutput;
   /** Aborted when the caller goes, at the time limit, or on a stall; its reason says which. */
   readonly signal: AbortSignal;
-  /** Every engine, git, hg and registry operation runs under it (src/watchdog.ts). */
+  /** Every engine, git, hg and registry operation runs under it (src/docker/watchdog.ts). */
   readonly watchdog: Watchdog;
   readonly log: ServerLog;
   readonly buildId: string;

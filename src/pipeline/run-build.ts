@@ -1,21 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import type Docker from 'dockerode';
-import { loadConfig, type Config } from '../config.js';
+import type { Config } from './config.js';
 import { BuildContainers, LABELS } from '../docker/containers.js';
-import { createDocker } from '../docker/engine.js';
 import type { Removals } from '../docker/removals.js';
-import { EXIT_FAILURE, EXIT_OK, isBuildError } from '../errors.js';
+import { EXIT_FAILURE, EXIT_OK, isBuildError } from '../model/errors.js';
 import { UserOutput, type BuildIO } from '../io/output.js';
 import { createRedactor } from '../io/redact.js';
 import type { BuildRequest } from '../request/types.js';
-import type { BuildContext, BuildHooks, BuildOutcome, ServerLog, Step } from './context.js';
+import type { BuildContext, BuildHooks, BuildOutcome, Step } from './context.js';
+import type { ServerLog } from '../log/server-log.js';
 import { elapsed, runSteps } from './runner.js';
 import { createBuildSignal, timeLimitOf } from './build-signal.js';
-import { Watchdog } from '../watchdog.js';
+import { Watchdog } from '../docker/watchdog.js';
 import { lastBuilderImage, networkAhead } from './networks.js';
 import { keepSpare, takeSpare } from './spare-networks.js';
-import { BuildTrace, traceEngine, withTrace } from './trace.js';
+import { BuildTrace, traceEngine, withTrace } from '../log/trace.js';
 import { builderStep } from './steps/builder.js';
 import { buildScriptStep } from './steps/build-script.js';
 import { checkoutStep } from './steps/checkout.js';
@@ -46,12 +46,10 @@ export interface BuildServices {
  * alike; output goes only through the request's redacting writer. Aborting the signal
  * stops git, removes every container of the build and pushes nothing more.
  */
-export async function runBuild(request: BuildRequest, io: BuildIO, signal: AbortSignal, services?: BuildServices): Promise<number> {
-  const config = services?.config ?? loadConfig({});
+export async function runBuild(request: BuildRequest, io: BuildIO, signal: AbortSignal, services: BuildServices): Promise<number> {
+  const { config, docker, log } = services;
   const redactor = createRedactor(request.secrets);
-  const log: ServerLog = services?.log ?? (() => {});
-  const buildId = services?.buildId ?? randomBytes(6).toString('hex');
-  const docker = services?.docker ?? createDocker(config);
+  const buildId = services.buildId ?? randomBytes(6).toString('hex');
   if (config.trace) traceEngine(docker);
   const out = new UserOutput(io, redactor);
   let limit;
@@ -61,7 +59,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
     if (!isBuildError(err)) throw err;
     out.errorLine(`error: ${err.message}`);
     await out.close();
-    services?.hooks?.finished?.({ exitCode: err.exitCode, error: { code: err.code, message: redactor.redact(err.message) } });
+    services.hooks?.finished?.({ exitCode: err.exitCode, error: { code: err.code, message: redactor.redact(err.message) } });
     return err.exitCode;
   }
   // The build's own signal: the caller's, the time limit and the watchdog's stalls in one.
@@ -74,9 +72,9 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
     startedAt: Date.now(),
     containers: new BuildContainers(docker, {
       [LABELS.build]: buildId, [LABELS.service]: request.serviceId, [LABELS.host]: os.hostname(), [LABELS.pid]: String(process.pid),
-    }, services?.removals),
+    }, services.removals),
     cleanups: [],
-    hooks: services?.hooks,
+    hooks: services.hooks,
     background: [],
   };
   log('build-start', { build: buildId, service: request.serviceId, revision: request.revision, image: request.image, tags: request.tags.join(',') });
@@ -84,7 +82,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
   ctx.builderNetwork = withTrace(ctx.trace, () => takeSpare(ctx, lastBuilderImage(request.serviceId)) ?? networkAhead(ctx));
   let exitCode = EXIT_OK;
   let error: BuildOutcome['error'];
-  services?.running?.add(buildId);
+  services.running?.add(buildId);
   try {
     await withTrace(ctx.trace, () => runSteps(ctx, STEPS));
   } catch (err) {
@@ -107,7 +105,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
     const cleanupDone = ctx.trace?.step('cleanup');
     await withTrace(ctx.trace, () => cleanUp(ctx));
     cleanupDone?.();
-    services?.running?.delete(buildId);
+    services.running?.delete(buildId);
   }
   for (const timing of ctx.trace?.timings() ?? []) log('build-trace', { build: buildId, ...timing });
   if (config.traceCalls) for (const call of ctx.trace?.calls() ?? []) log('build-trace-call', { build: buildId, ...call });
@@ -117,7 +115,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
     ctx.out.line(`${elapsed(ctx)} | # ${how} with exit code ${exitCode}`);
   }
   await ctx.out.close();
-  services?.hooks?.finished?.({ exitCode, commit: ctx.commit, digest: ctx.digest, error });
+  services.hooks?.finished?.({ exitCode, commit: ctx.commit, digest: ctx.digest, error });
   // The next build of the service finds its builder's namespace ready (made after this one's end).
   const builderImage = lastBuilderImage(request.serviceId);
   if (exitCode === EXIT_OK && builderImage) keepSpare(docker, config, request.serviceId, builderImage, log);

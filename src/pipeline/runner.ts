@@ -1,5 +1,5 @@
 import { connectionLossDetail, isEngineConnectionLoss } from '../docker/wait.js';
-import { errors, isBuildError } from '../errors.js';
+import { errors, isBuildError } from '../model/errors.js';
 import type { BuildContext, Step } from './context.js';
 
 export function elapsed(ctx: BuildContext): string {

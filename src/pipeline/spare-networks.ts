@@ -1,12 +1,14 @@
 import os from 'node:os';
 import type Docker from 'dockerode';
-import type { Config } from '../config.js';
-import { BuildContainers, LABELS, removeContainer } from '../docker/containers.js';
+import type { Config } from './config.js';
+import { BuildContainers, LABELS } from '../docker/containers.js';
+import { removeContainer } from '../docker/removals.js';
 import { engineMessage } from '../docker/engine.js';
 import { limitsHostConfig } from '../docker/limits.js';
 import { startNetworkHolder } from '../docker/netns.js';
-import { Watchdog } from '../watchdog.js';
-import { inBackground, type BuildContext, type ServerLog } from './context.js';
+import { Watchdog } from '../docker/watchdog.js';
+import { inBackground, type BuildContext } from './context.js';
+import type { ServerLog } from '../log/server-log.js';
 
 /**
  * A network namespace made when a service's build has ended (from its second successful build in this

@@ -1,12 +1,12 @@
-import { BuildError, errors, EXIT_USAGE, isBuildError } from '../errors.js';
-import type { ServerLog } from '../pipeline/context.js';
+import { BuildError, errors, EXIT_USAGE, isBuildError } from '../model/errors.js';
+import type { ServerLog } from '../log/server-log.js';
 import { parseBuildCommand, SECRET_ENV } from '../request/parse.js';
 import { secretsInRawArguments } from '../request/raw-secrets.js';
 import type { BuildRequest } from '../request/types.js';
 import { validateRevision } from '../request/validate.js';
 import type { Build } from '../service/build.js';
 import type { BuildService } from '../service/service.js';
-import type { BuildTrigger, BuildSummary } from '../service/types.js';
+import type { BuildTrigger, BuildSummary } from '../model/build.js';
 import { StatusReporter, type BuildState } from '../forges/statuses.js';
 import { Deliveries } from './deliveries.js';
 import { FORGES, type Forge } from '../forges/types.js';

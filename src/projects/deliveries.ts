@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { ServerLog } from '../pipeline/context.js';
+import type { ServerLog } from '../log/server-log.js';
 
 /** Deliveries are remembered at least this long (the issue asks three days; forges redeliver for up to a few). */
 export const KEEP_MS = 4 * 24 * 3600 * 1000;

@@ -1,6 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
-import { BuildError, EXIT_USAGE } from '../errors.js';
+import { BuildError, EXIT_USAGE } from '../model/errors.js';
 import { isServiceId } from '../request/validate.js';
 import { DEFAULT_API_URL, FORGES, type Forge, type ForgeHook, type StatusTarget } from '../forges/types.js';
 import { placeholdersOf, TAG_PLACEHOLDERS, validateGlob, validatePattern } from './tags.js';

@@ -1,4 +1,3 @@
-import type { Project } from './file.js';
 
 /** Placeholders every tag template may use; on_branch adds {branch}, on_tag {tag} and the pattern's groups. */
 export const TAG_PLACEHOLDERS = ['sha', 'short_sha'];
@@ -73,7 +72,13 @@ export interface RefMapping {
 }
 
 /** What a ref builds: the first on_branch entry that matches a branch, or on_tag for a tag; undefined: nothing. */
-export function mapRef(project: Project, kind: 'branch' | 'tag', name: string): RefMapping | undefined {
+/** What mapRef needs of a project (src/projects/file.ts's Project has it). */
+export interface RefRules {
+  onBranch: readonly { glob: string; tags: string[] }[];
+  onTag?: { pattern: RegExp; tags: string[] };
+}
+
+export function mapRef(project: RefRules, kind: 'branch' | 'tag', name: string): RefMapping | undefined {
   if (name.length > MAX_REF_NAME) return undefined;
   if (kind === 'branch') {
     // An exact name wins over a glob that also matches.

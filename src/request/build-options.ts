@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { errors } from '../errors.js';
+import { errors } from '../model/errors.js';
 import { splitImageRef } from './registry.js';
 
 /** How the image is built: what `docker build` takes on its command line, as far as it makes sense here. */

@@ -1,4 +1,4 @@
-import { errors } from '../errors.js';
+import { errors } from '../model/errors.js';
 import { isRegistryLike, normalizeLoginServer } from './registry.js';
 import { shellSplit } from './shell-split.js';
 import type { RegistryLogin } from './types.js';

@@ -1,4 +1,4 @@
-import { errors } from '../errors.js';
+import { errors } from '../model/errors.js';
 
 /**
  * How large one request may be, checked in one linear pass over the raw words before anything

@@ -1,5 +1,5 @@
 import yargs from 'yargs';
-import { errors, EXIT_OK, isBuildError } from '../errors.js';
+import { errors, EXIT_OK, isBuildError } from '../model/errors.js';
 import type { BuildIO } from '../io/output.js';
 import { createRedactor } from '../io/redact.js';
 import { BUILD_FLAGS, readBuildOptions } from './build-options.js';

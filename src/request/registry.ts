@@ -1,4 +1,4 @@
-import { BuildError, errors } from '../errors.js';
+import { BuildError, errors } from '../model/errors.js';
 
 /**
  * One place that says which registry an image name, a login server or a config.json key

@@ -1,5 +1,5 @@
 import { parse, type ParseEntry } from 'shell-quote';
-import { errors } from '../errors.js';
+import { errors } from '../model/errors.js';
 
 /**
  * Splits a command line into words the way a POSIX shell would (quotes, backslash

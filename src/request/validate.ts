@@ -1,5 +1,5 @@
 import ssh2 from 'ssh2';
-import { errors } from '../errors.js';
+import { errors } from '../model/errors.js';
 import { withoutCredentials } from './raw-secrets.js';
 import type { Vcs } from './types.js';
 

@@ -1,8 +1,8 @@
 import os from 'node:os';
 import type { BuildIO, Sink } from '../io/output.js';
 import type { BuildRequest } from '../request/types.js';
-import { RecordLog } from './record-log.js';
-import type { BuildRecord, BuildSource, BuildStatus, BuildSummary, BuildTrigger, OutputRecord, OutputStream } from './types.js';
+import { RecordLog } from '../model/record-log.js';
+import type { BuildRecord, BuildSource, BuildStatus, BuildSummary, BuildTrigger, OutputRecord, OutputStream } from '../model/build.js';
 
 /**
  * Takes a build's records. A follower that returns false from record() is full: a blocking

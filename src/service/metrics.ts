@@ -1,5 +1,4 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { StreamGate } from '../http/limits.js';
 import type { BuildService } from './service.js';
 
 /**
@@ -8,7 +7,13 @@ import type { BuildService } from './service.js';
  * metrics); the service id stays out of the labels: one series per service would grow without
  * bound on a server that builds many.
  */
-export function createMetrics(service: BuildService, streams?: StreamGate): { contentType: string; text(): Promise<string> } {
+/** What the HTTP front counts of its streams (its StreamGate). */
+export interface StreamCounts {
+  readonly open: number;
+  readonly dropped: number;
+}
+
+export function createMetrics(service: BuildService, streams?: StreamCounts): { contentType: string; text(): Promise<string> } {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'buildbot_' });
   const builds = new Counter({ name: 'buildbot_builds_total', help: 'Builds that ended, by result.', labelNames: ['result'], registers: [registry] });

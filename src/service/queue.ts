@@ -1,4 +1,4 @@
-import { errors } from '../errors.js';
+import { errors } from '../model/errors.js';
 
 interface Waiter {
   start: () => void;

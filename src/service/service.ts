@@ -1,16 +1,16 @@
-import { randomBytes } from 'node:crypto';
 import type Docker from 'dockerode';
-import type { Config } from '../config.js';
+import type { Config } from '../pipeline/config.js';
 import type { Removals } from '../docker/removals.js';
-import { EXIT_CANCELLED, EXIT_FAILURE, isBuildError } from '../errors.js';
+import { EXIT_CANCELLED, EXIT_FAILURE, isBuildError } from '../model/errors.js';
 import { UserOutput } from '../io/output.js';
 import { createRedactor } from '../io/redact.js';
-import type { ServerLog } from '../pipeline/context.js';
+import type { ServerLog } from '../log/server-log.js';
 import { runBuild } from '../pipeline/run-build.js';
 import type { BuildRequest } from '../request/types.js';
 import { Build, seconds, type RecordObserver } from './build.js';
 import { BuildQueue } from './queue.js';
-import type { BuildRecord, BuildSource, BuildStatus, BuildTrigger } from './types.js';
+import { newBuildId } from '../model/build-id.js';
+import type { BuildRecord, BuildSource, BuildStatus, BuildTrigger } from '../model/build.js';
 
 export interface BuildServiceOptions {
   config: Config;
@@ -224,10 +224,3 @@ function statusOf(code: number, aborted: boolean): BuildStatus {
   if (code === 0) return 'succeeded';
   return aborted && code === EXIT_CANCELLED ? 'cancelled' : 'failed';
 }
-
-/** Sortable by creation time (base-36 milliseconds), unguessable enough to not collide. */
-export function newBuildId(): string {
-  return `${Date.now().toString(36).padStart(9, '0')}${randomBytes(4).toString('hex')}`;
-}
-
-export const BUILD_ID = /^[0-9a-z]{9}[0-9a-f]{8}$/;

@@ -1,7 +1,7 @@
 import type { BuildIO, Sink } from '../io/output.js';
 import { serviceBusyMessage } from '../pipeline/lock.js';
 import type { Build } from './build.js';
-import type { BuildRecord } from './types.js';
+import type { BuildRecord } from '../model/build.js';
 
 /** How a text front (SSH, the local terminal) says that a build waits. */
 export function queuedLine(record: Extract<BuildRecord, { type: 'queued' }>, serviceId: string, maxBuilds: number): string {

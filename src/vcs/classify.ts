@@ -1,4 +1,4 @@
-import { errors, type BuildError } from '../errors.js';
+import { errors, type BuildError } from '../model/errors.js';
 
 /**
  * Turns what git, hg or ssh printed into an error of the catalogue, so the user reads

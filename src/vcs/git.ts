@@ -1,8 +1,8 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
-import { traced } from '../pipeline/trace.js';
-import { isBuildError } from '../errors.js';
+import { traced } from '../log/trace.js';
+import { isBuildError } from '../model/errors.js';
 import { looksLikeCommitId, VcsCommandError, withoutProgress, type Repository, type VcsContext } from './types.js';
 
 const FULL_COMMIT_ID = /^[0-9a-f]{40}$/i;

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import { Admission, addressGroup } from '../../src/server/admission.js';
+import { Admission } from '../../src/fronts/ssh/admission.js';
+import { addressGroup } from '../../src/fronts/address.js';
 
 let port = 10000;
 /** What Admission uses of a socket: its address, destroy() and 'close'. */

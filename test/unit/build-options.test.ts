@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { credentialsFor } from '../../src/docker/buildkit.js';
-import { requestFromJson } from '../../src/http/body.js';
+import { requestFromJson } from '../../src/fronts/http/body.js';
 import { loginSecretsFromArgv } from '../../src/request/docker-login.js';
 import { parseBuildCommand } from '../../src/request/parse.js';
 import type { BuildRequest } from '../../src/request/types.js';

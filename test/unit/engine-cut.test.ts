@@ -5,10 +5,9 @@ import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { removeContainer } from '../../src/docker/containers.js';
+import { removeContainer } from '../../src/docker/removals.js';
 import { createDocker } from '../../src/docker/engine.js';
 import { Removals } from '../../src/docker/removals.js';
-import type { Config } from '../../src/config.js';
 
 /**
  * A fake engine on a unix socket that answers POST /containers/{id}/wait as dockerd does:
@@ -28,7 +27,7 @@ describe('an engine connection cut in the middle of an answer', () => {
     // "slow": never answers; the caller aborts.
   });
   server.on('connection', (s: net.Socket) => sockets.add(s));
-  const docker = () => createDocker({ docker: { kind: 'unix', socketPath }, toolEnv: {} } as unknown as Config);
+  const docker = () => createDocker({ kind: 'unix', socketPath }, {});
   before(() => new Promise<void>((resolve) => server.listen(socketPath, resolve)));
   after(async () => {
     for (const s of sockets) s.destroy();

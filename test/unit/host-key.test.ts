@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import ssh2 from 'ssh2';
-import { generateEd25519KeyPair, loadOrCreateHostKey } from '../../src/server/host-key.js';
+import { generateEd25519KeyPair, loadOrCreateHostKey } from '../../src/fronts/ssh/host-key.js';
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'host-key-'));
 after(() => rmSync(work, { recursive: true, force: true }));

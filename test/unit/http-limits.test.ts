@@ -3,11 +3,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { RateLimit } from '../../src/http/limits.js';
+import { RateLimit } from '../../src/fronts/http/limits.js';
 import { checkRequestSize, REQUEST_LIMITS } from '../../src/request/limits.js';
 import { parseBuildCommand } from '../../src/request/parse.js';
-import { RecordLog } from '../../src/service/record-log.js';
-import type { BuildRecord } from '../../src/service/types.js';
+import { RecordLog } from '../../src/model/record-log.js';
+import type { BuildRecord } from '../../src/model/build.js';
 
 const base = ['--service_id', 'api', '--repo', 'git@example.com:o/r.git', '--revision', 'main', '--image', 'registry.example.com/api'];
 
@@ -62,7 +62,7 @@ test('the kept log replays from any seq, across the cut, by binary search', () =
 });
 
 test('the stored log is read a chunk at a time: every record, long lines too, and a cut last line skipped', async () => {
-  const { History } = await import('../../src/service/history.js');
+  const { History } = await import('../../src/store/files/history.js');
   const dir = mkdtempSync(path.join(os.tmpdir(), 'buildbot-history-'));
   try {
     const service = { observe() {}, get: () => undefined, release() {} } as unknown as ConstructorParameters<typeof History>[1];

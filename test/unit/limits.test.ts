@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/pipeline/config.js';
 import { DEFAULT_BUILD_LIMITS, limitsHostConfig, parseMemory, parsePids } from '../../src/docker/limits.js';
-import { parseServerArgs } from '../../src/server/config.js';
+import { parseServerArgs } from '../../src/app/config.js';
 
 describe('build container limits', () => {
   it('reads memory sizes as docker --memory does (binary units), 0 for no limit', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { LogModel, LogShape, MAX_LINE_CHARS, type LogChange, type LogLine, type LogRecord } from '../../src/http/monitor/log-model.js';
+import { LogModel, LogShape, MAX_LINE_CHARS, type LogChange, type LogLine, type LogRecord } from '../../src/fronts/http/monitor/log-model.js';
 
 let seq = 0;
 const out = (data: string, stream: 'stdout' | 'stderr' = 'stdout'): LogRecord => ({ seq: ++seq, type: 'output', stream, data });
@@ -200,7 +200,7 @@ test('a step\'s header line moves into its own section; the output before the fi
 });
 
 test('the tail start of a live log hands the event loop back while it reads 140,000 records', async () => {
-  const { paced } = await import('../../src/http/monitor/monitor.js');
+  const { paced } = await import('../../src/fronts/http/monitor/monitor.js');
   function* records() {
     for (let i = 0; i < 140_000; i++) yield i;
   }

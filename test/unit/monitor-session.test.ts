@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import { test } from 'node:test';
-import { Tokens } from '../../src/http/auth.js';
-import { badgeSvg, badgeWord } from '../../src/http/monitor/badge.js';
-import { formatDuration, html } from '../../src/http/monitor/html.js';
-import { COOKIE, sessionCookie, Sessions } from '../../src/http/monitor/session.js';
+import { Tokens } from '../../src/fronts/http/auth.js';
+import { badgeSvg, badgeWord } from '../../src/fronts/http/monitor/badge.js';
+import { formatDuration, html } from '../../src/fronts/http/monitor/html.js';
+import { COOKIE, sessionCookie, Sessions } from '../../src/fronts/http/monitor/session.js';
 
 const FULL = 'full-token-abcdef0123456789';
 const READ = 'read-token-abcdef0123456789';

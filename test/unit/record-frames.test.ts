@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FrameReader, HEARTBEAT_FRAME, recordFrame } from '../../src/service/record-frames.js';
-import type { BuildRecord } from '../../src/service/types.js';
+import { FrameReader, HEARTBEAT_FRAME, recordFrame } from '../../src/model/record-frames.js';
+import type { BuildRecord } from '../../src/model/build.js';
 
 const records: BuildRecord[] = [
   { seq: 1, time: 't', type: 'queued', place: 2 } as BuildRecord,

@@ -5,7 +5,6 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createDocker } from '../../src/docker/engine.js';
 import { parseEngineTarget, type EngineTarget } from '../../src/docker/remote.js';
-import type { Config } from '../../src/config.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'unit-engine-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -56,7 +55,7 @@ describe('DOCKER_HOST as the docker CLI reads it', () => {
     const saved = { ...process.env };
     Object.assign(process.env, { DOCKER_HOST: 'tcp://elsewhere:2376', DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: dir });
     try {
-      const modem = (docker: EngineTarget) => createDocker({ docker, toolEnv: {} } as unknown as Config).modem as unknown as Record<string, unknown>;
+      const modem = (docker: EngineTarget) => createDocker(docker, {}).modem as unknown as Record<string, unknown>;
       const plain = modem({ kind: 'tcp', host: 'h', port: 2375 });
       assert.deepEqual([plain.host, plain.port, plain.protocol, plain.ca, plain.cert, plain.key], ['h', 2375, 'http', undefined, undefined, undefined]);
       const unix = modem({ kind: 'unix', socketPath: '/run/x.sock' });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { generateEd25519KeyPair } from '../../src/server/host-key.js';
-import { parseServerArgs } from '../../src/server/config.js';
+import { generateEd25519KeyPair } from '../../src/fronts/ssh/host-key.js';
+import { parseServerArgs } from '../../src/app/config.js';
 
 const key = generateEd25519KeyPair().public;
 

@@ -1,18 +1,18 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import { describe, it } from 'node:test';
-import { Tokens } from '../../src/http/auth.js';
-import { HttpError, requestFromJson } from '../../src/http/body.js';
+import { Tokens } from '../../src/fronts/http/auth.js';
+import { HttpError, requestFromJson } from '../../src/fronts/http/body.js';
 import { Build } from '../../src/service/build.js';
-import { RecordLog } from '../../src/service/record-log.js';
-import { newBuildId, BUILD_ID } from '../../src/service/service.js';
-import type { BuildRecord } from '../../src/service/types.js';
+import { RecordLog } from '../../src/model/record-log.js';
+import { newBuildId, BUILD_ID } from '../../src/model/build-id.js';
+import type { BuildRecord } from '../../src/model/build.js';
 import { defaultBuildOptions } from '../../src/request/build-options.js';
 import type { BuildRequest } from '../../src/request/types.js';
 import { SECRET_ENV } from '../../src/request/parse.js';
 import { splitArgs } from '../../src/cli/remote.js';
 import { OutputChunk } from '../../src/service/build.js';
-import { recordJson, textBytes } from '../../src/service/record-json.js';
+import { recordJson, textBytes } from '../../src/model/record-json.js';
 
 const output = (seq: number, data: string): BuildRecord => ({ seq, time: '', type: 'output', stream: 'stdout', data });
 

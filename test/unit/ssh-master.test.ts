@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { generateEd25519KeyPair } from '../../src/server/host-key.js';
+import { generateEd25519KeyPair } from '../../src/fronts/ssh/host-key.js';
 import { keyIdentity, sharingOptions } from '../../src/vcs/ssh-master.js';
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'mux-'));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BuildTrace, covered, traced, withTrace } from '../../src/pipeline/trace.js';
+import { BuildTrace, covered, traced, withTrace } from '../../src/log/trace.js';
 
 describe('build trace', () => {
   it('counts overlapping waits once and clips them to the window', () => {

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadConfig } from '../../src/config.js';
-import { BuildError, isBuildError } from '../../src/errors.js';
+import { loadConfig } from '../../src/pipeline/config.js';
+import { BuildError, isBuildError } from '../../src/model/errors.js';
 import { createBuildSignal, timeLimitOf } from '../../src/pipeline/build-signal.js';
 import { parseBuildCommand } from '../../src/request/parse.js';
 import type { BuildRequest } from '../../src/request/types.js';
 import { withoutProgress } from '../../src/vcs/types.js';
-import { probeInterval, Prober, StallTimer, stallMessage, Watchdog, type Clock } from '../../src/watchdog.js';
+import { probeInterval, Prober, StallTimer, stallMessage, Watchdog, type Clock } from '../../src/docker/watchdog.js';
 
 /** Timers that only move when the test says so. */
 class FakeClock implements Clock {

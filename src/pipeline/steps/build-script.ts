@@ -1,5 +1,5 @@
-import { withProgress } from '../../watchdog.js';
-import { errors, isBuildError } from '../../errors.js';
+import { withProgress } from '../../docker/watchdog.js';
+import { errors, isBuildError } from '../../model/errors.js';
 import { ensureImage, runAttached } from '../../docker/containers.js';
 import { limitsHostConfig } from '../../docker/limits.js';
 import { createContextFilter } from '../../context/filter.js';

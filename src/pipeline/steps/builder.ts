@@ -4,10 +4,10 @@ import { createContextFilter } from '../../context/filter.js';
 import { readRepoFile } from '../../context/repo-file.js';
 import { packDirectory } from '../../context/tar.js';
 import { statusOf } from '../../docker/engine.js';
-import { errors } from '../../errors.js';
+import { errors } from '../../model/errors.js';
 import { buildOnEngine } from '../engine-build.js';
 import { inBackground, type BuildContext, type Step } from '../context.js';
-import { serviceSlug } from '../service-slug.js';
+import { serviceSlug } from '../../model/service-slug.js';
 
 /** Every builder image carries the service it was made for: its older ones are found and removed by it. */
 export const BUILDER_OF_LABEL = 'io.buildbot.builder-of';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { errors } from '../../errors.js';
+import { errors } from '../../model/errors.js';
 import { acquireServiceLock, serviceBusyMessage } from '../lock.js';
 import { classifyVcsFailure, hostOf } from '../../vcs/classify.js';
 import { gitRepository } from '../../vcs/git.js';

@@ -1,4 +1,4 @@
-import { errors } from '../../errors.js';
+import { errors } from '../../model/errors.js';
 import { createContextFilter } from '../../context/filter.js';
 import { readRepoFile } from '../../context/repo-file.js';
 import { packDirectory, readSingleFile, repackArchive } from '../../context/tar.js';

@@ -1,4 +1,4 @@
-import { errors } from '../../errors.js';
+import { errors } from '../../model/errors.js';
 import { asEngineError, engineMessage } from '../../docker/engine.js';
 import { authConfig, type Step } from '../context.js';
 import { LOGIN_CHECK_WINDOW_SECONDS, loginCheckedLately, rememberLogin } from '../../docker/login-cache.js';

@@ -1,7 +1,7 @@
 import { lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { readRepoFile, writeRepoFile } from '../../context/repo-file.js';
-import { errors, isBuildError } from '../../errors.js';
+import { errors, isBuildError } from '../../model/errors.js';
 import { DEFAULT_DOCKERFILE, validateDockerfilePath } from '../../request/build-options.js';
 import { shellSplit } from '../../request/shell-split.js';
 import type { Step } from '../context.js';

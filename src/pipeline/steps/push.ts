@@ -1,4 +1,4 @@
-import { errors } from '../../errors.js';
+import { errors } from '../../model/errors.js';
 import { EngineStreamError, engineMessage, followStream } from '../../docker/engine.js';
 import { authConfig, type Step } from '../context.js';
 import { forgetLogin } from '../../docker/login-cache.js';

@@ -1,5 +1,5 @@
 import { quote } from 'shell-quote';
-import { errors } from '../../errors.js';
+import { errors } from '../../model/errors.js';
 import { runAttached } from '../../docker/containers.js';
 import { limitsHostConfig } from '../../docker/limits.js';
 import { removeLater, type Step } from '../context.js';
