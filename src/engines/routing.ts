@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { BuildError, errors } from '../errors.js';
 
 /**
@@ -13,11 +13,13 @@ import { BuildError, errors } from '../errors.js';
  * hash: it is in node:crypto (nothing to write or vendor, the same value on every server and
  * every Node), its bits are uniform whatever the names look like (ids differing in one character,
  * engine names as short as `a`), and a service owner cannot steer their services onto one engine
- * by choosing ids. Its cost is about a microsecond per engine per build (bench/routing.ts), nothing
+ * by choosing ids. Its cost is about 1 to 2 µs per engine per build (bench/routing.ts), nothing
  * next to a build; 53 bits of it fill a double's mantissa.
  */
 export function unitHash(engine: string, serviceId: string): number {
-  const digest = createHash('sha256').update(engine).update('\0').update(serviceId).digest();
+  // crypto.hash (Node >= 20.12), one call: about twice as fast as createHash().update().digest().
+  // Engine names hold no NUL (src/engines/spec.ts), so the pair reads back one way only.
+  const digest = hash('sha256', `${engine}\0${serviceId}`, 'buffer');
   const high = digest.readUInt32BE(0);
   const low = digest.readUInt32BE(4) >>> 11;
   return (high * 2 ** 21 + low + 0.5) / 2 ** 53;
@@ -35,6 +37,8 @@ export function score(engine: { name: string; weight: number }, serviceId: strin
 
 /** The engines in the service's order of preference, first the one it should build on; a new array. */
 export function rank<E extends { name: string; weight: number }>(serviceId: string, engines: readonly E[]): E[] {
+  // One engine (the default setup): nothing to hash.
+  if (engines.length <= 1) return [...engines];
   const scored = engines.map((engine) => ({ engine, score: score(engine, serviceId) }));
   // Ties (in practice never) by name, so that every server agrees whatever order it lists them in.
   scored.sort((a, b) => b.score - a.score || (a.engine.name < b.engine.name ? -1 : a.engine.name > b.engine.name ? 1 : 0));
