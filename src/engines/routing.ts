@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import { BuildError, errors } from '../errors.js';
+import { BuildError, errors } from '../model/errors.js';
 
 /**
  * Which engine builds a service (issue 19). Builds of one service go to the same engine while it

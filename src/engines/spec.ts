@@ -1,11 +1,10 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import tls from 'node:tls';
-import Docker from 'dockerode';
-import { BuildError, errors, isBuildError } from '../errors.js';
+import type Docker from 'dockerode';
+import { BuildError, errors, isBuildError } from '../model/errors.js';
 import { REDACTED } from '../io/redact.js';
-import { failCutAnswers } from '../docker/engine.js';
+import { createDocker } from '../docker/engine.js';
 import { dockerodeOptions, parseEngineTarget, type EngineTarget } from '../docker/remote.js';
 
 /**
@@ -241,28 +240,12 @@ export function redactEntry(entry: string): string {
   return `${entry.slice(0, eq + 1)}${redactEngineUrl(entry.slice(eq + 1))}`;
 }
 
-/** docker-modem reads these from process.env whatever it is given (and reads the certificate files they name). */
-const MODEM_ENV = ['DOCKER_HOST', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH', 'DOCKER_CLIENT_TIMEOUT', 'DOCKER_PATH_PREFIX'];
-
 /** dockerode's options for the engine: src/docker/remote.ts's mapping, the one the single engine always used. */
 export function engineDockerodeOptions(spec: EngineSpec, toolEnv: Record<string, string>): Docker.DockerOptions {
   return dockerodeOptions(spec.target, toolEnv) as Docker.DockerOptions;
 }
 
-/**
- * The engine's client, made as src/docker/engine.ts's createDocker makes the single one: the
- * modem built with DOCKER_* out of its sight, a private agent, and cut answers failing.
- */
+/** The engine's client, made by src/docker/engine.ts's createDocker as the single one always was. */
 export function createEngineDocker(spec: EngineSpec, toolEnv: Record<string, string>): Docker {
-  const saved = MODEM_ENV.map((name) => [name, process.env[name]] as const);
-  for (const [name] of saved) delete process.env[name];
-  let docker: Docker;
-  try {
-    docker = new Docker(engineDockerodeOptions(spec, toolEnv));
-  } finally {
-    for (const [name, value] of saved) if (value !== undefined) process.env[name] = value;
-  }
-  const modem = docker.modem as { agent?: http.Agent };
-  modem.agent = failCutAnswers(modem.agent ?? new http.Agent((http.globalAgent as unknown as { options: http.AgentOptions }).options));
-  return docker;
+  return createDocker(spec.target, toolEnv);
 }

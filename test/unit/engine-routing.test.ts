@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isBuildError } from '../../src/errors.js';
+import { isBuildError } from '../../src/model/errors.js';
 import { EngineSlots, rank, unitHash, type EngineSlotConfig, type SlotGrant, type WaitInfo } from '../../src/engines/routing.js';
 
 const ids = (n: number, prefix = 'svc') => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);

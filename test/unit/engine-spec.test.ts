@@ -4,7 +4,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { isBuildError } from '../../src/errors.js';
+import { isBuildError } from '../../src/model/errors.js';
 import { createEngineDocker, engineDockerodeOptions, engineEntries, parseEngineSpecs, redactEngineUrl, redactEntry } from '../../src/engines/spec.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'unit-engine-spec-'));
