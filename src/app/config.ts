@@ -5,6 +5,7 @@ import { loadConfig, type Config } from '../pipeline/config.js';
 import { errors, isBuildError } from '../model/errors.js';
 import { HTTP_LIMIT_DEFAULTS, type HttpLimits } from '../fronts/http/limits.js';
 import { parseAuthorizedKey, type PublicKey } from '../fronts/ssh/authorized-key.js';
+import { defaultEngineSpec, engineEntries, parseEngineSpecs, type EngineSpec } from '../engines/spec.js';
 
 export interface ServerConfig extends Config {
   listen: { host: string; port: number };
@@ -32,13 +33,19 @@ export interface ServerConfig extends Config {
   publicUrl?: string;
   /** What one HTTP client may hold: connections, streams per token and address, an idle reader's time, sign-ins. */
   httpLimits: HttpLimits;
+  /** The engines builds run on (--engine, BUILDBOT_ENGINES); without them the one engine `default` of DOCKER_HOST. */
+  engines: EngineSpec[];
+  /** Whether the engines were named by --engine/BUILDBOT_ENGINES (their names then appear in messages and logs). */
+  enginesNamed: boolean;
+  /** How long a build waits for its preferred engine when that one is up but full (--affinity-wait). */
+  affinityWaitMs: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
 
 export const SERVER_DEFAULTS = {
   listen: '127.0.0.1:2222', maxBuilds: 4, shutdownGraceSeconds: 30, loginGraceSeconds: 20, keepaliveIntervalSeconds: 15, keepaliveCount: 3, gitSshPersistSeconds: 60, spareNetworkSeconds: 60,
-  httpListen: '127.0.0.1:8080', historyPerService: 50, logCapMb: 10,
+  httpListen: '127.0.0.1:8080', historyPerService: 50, logCapMb: 10, affinityWaitSeconds: 30,
 };
 const D = SERVER_DEFAULTS;
 const H = HTTP_LIMIT_DEFAULTS;
@@ -52,7 +59,9 @@ const FLAGS = {
   'api-read-token': { type: 'string', describe: 'read-only API token or @file; repeatable (env BUILDBOT_API_READ_TOKENS, comma-separated)' },
   'work-dir': { type: 'string', describe: 'clone caches, history, pinned git host keys and the host key (env BUILDBOT_WORK_DIR, default ./buildbot-work)' },
   'host-key': { type: 'string', describe: 'host key file, generated on first start (env BUILDBOT_HOST_KEY, default <work-dir>/ssh_host_ed25519_key)' },
-  'max-builds': { type: 'string', describe: `builds running at once; more wait in line (env BUILDBOT_MAX_BUILDS, default ${D.maxBuilds})` },
+  'max-builds': { type: 'string', describe: `builds running at once over all engines; more wait in line (env BUILDBOT_MAX_BUILDS, default ${D.maxBuilds})` },
+  engine: { type: 'string', describe: 'an engine to build on, NAME=URL[,slots=N][,weight=W][,tls=DIR] with URL unix://, tcp:// or ssh:// as DOCKER_HOST; repeatable (env BUILDBOT_ENGINES, entries separated by spaces; default: one engine, default, from DOCKER_HOST)' },
+  'affinity-wait': { type: 'string', describe: `seconds a build waits for a slot on the engine its service prefers (where its caches are) before it takes another (env BUILDBOT_AFFINITY_WAIT, default ${D.affinityWaitSeconds})` },
   'stall-timeout': { type: 'string', describe: 'seconds an engine, git, hg or registry operation may stay silent before its build fails (env BUILDBOT_STALL_TIMEOUT, default 600)' },
   'build-timeout': { type: 'string', describe: 'seconds a build may run before it is cancelled; a request may lower it with --timeout (env BUILDBOT_BUILD_TIMEOUT, default 3600)' },
   'build-memory': { type: 'string', describe: 'memory of each builder and test container, e.g. 4g, 512m; 0 = no limit (env BUILDBOT_BUILD_MEMORY, default 4g)' },
@@ -137,6 +146,9 @@ export async function parseServerArgs(argv: readonly string[], env: Env): Promis
     );
   }
   const source = args['authorized-key'] ? '--authorized-key' : 'SSH_PUBKEY_IN_INITIATE_BUILDS';
+  const maxBuilds = positiveInteger(pick('max-builds', 'BUILDBOT_MAX_BUILDS') ?? String(SERVER_DEFAULTS.maxBuilds), '--max-builds');
+  const engineFlags = args.engine === undefined ? undefined : ([] as unknown[]).concat(args.engine).map(String);
+  const entries = engineEntries(engineFlags, env);
   return {
     kind: 'serve',
     config: {
@@ -144,7 +156,10 @@ export async function parseServerArgs(argv: readonly string[], env: Env): Promis
       listen: parseListen(pick('listen', 'BUILDBOT_LISTEN') ?? SERVER_DEFAULTS.listen),
       authorizedKey: parseAuthorizedKey(keyValue, source),
       hostKeyFile: path.resolve(pick('host-key', 'BUILDBOT_HOST_KEY') ?? path.join(base.workDir, 'ssh_host_ed25519_key')),
-      maxBuilds: positiveInteger(pick('max-builds', 'BUILDBOT_MAX_BUILDS') ?? String(SERVER_DEFAULTS.maxBuilds), '--max-builds'),
+      maxBuilds,
+      engines: entries.length ? parseEngineSpecs(entries, { maxBuilds, env }) : [defaultEngineSpec(env, maxBuilds)],
+      enginesNamed: entries.length > 0,
+      affinityWaitMs: 1000 * positiveInteger(pick('affinity-wait', 'BUILDBOT_AFFINITY_WAIT') ?? String(SERVER_DEFAULTS.affinityWaitSeconds), '--affinity-wait', true),
       shutdownGraceMs: 1000 * positiveInteger(pick('shutdown-grace', 'BUILDBOT_SHUTDOWN_GRACE') ?? String(SERVER_DEFAULTS.shutdownGraceSeconds), '--shutdown-grace', true),
       // A CI runner starting 20 builds at once does so from one address: the per-address limit
       // stays above that, and stops one flooding address from taking every slot.

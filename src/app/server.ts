@@ -1,25 +1,21 @@
 import type { AddressInfo } from 'node:net';
-import { createDocker } from '../docker/engine.js';
 import { errors } from '../model/errors.js';
 import type { ServerLog } from '../log/server-log.js';
 import type { ServerServices } from '../fronts/ssh/commands/types.js';
 import type { ServerConfig } from './config.js';
 import { loadOrCreateHostKey } from '../fronts/ssh/host-key.js';
 import { sshCrypto, startSshFront } from '../fronts/ssh/server.js';
-import { removeOrphans } from '../engines/orphans.js';
+import { EnginePool } from '../engines/pool.js';
 import { removeOrphanKeys } from '../vcs/orphan-keys.js';
 import { migrateCloneCaches } from '../pipeline/clone-cache.js';
 import { closeSshMasters } from '../vcs/ssh-master.js';
 import { dropSpares } from '../pipeline/spare-networks.js';
-import { removeUnusedCaches } from '../pipeline/build-cache.js';
 import { BuildService } from '../service/service.js';
 import { History } from '../store/files/history.js';
 import { createMetrics } from '../service/metrics.js';
 import { Tokens } from '../fronts/http/auth.js';
 import { StreamGate } from '../fronts/http/limits.js';
 import { startHttpServer, type RunningHttp } from '../fronts/http/server.js';
-import { watchEngine } from '../engines/engine-watch.js';
-import { Removals } from '../docker/removals.js';
 import { ProjectBuilds } from '../projects/builds.js';
 
 export interface RunningServer {
@@ -35,39 +31,29 @@ export interface RunningServer {
   reloadProjects(): Promise<boolean>;
 }
 
-/** How often caches unused for --build-cache-days are looked for. */
-const CACHE_EXPIRY_INTERVAL_MS = 3600_000;
 /** How long a shutdown waits for builds it aborted to end, past the grace period. */
 const ABORTED_BUILDS_WAIT_MS = 20_000;
 
 export async function startServer(config: ServerConfig, log: ServerLog): Promise<RunningServer> {
   const hostKey = loadOrCreateHostKey(config.hostKeyFile);
   log('host-key', { file: config.hostKeyFile, fingerprint: hostKey.fingerprint, created: hostKey.created });
-  const docker = createDocker(config.docker, config.toolEnv);
-  const removals = new Removals(log);
   const running = new Set<string>();
-  const builds = new BuildService({ config, docker, log, maxBuilds: config.maxBuilds, logCapBytes: config.logCapBytes, removals, running });
+  const engines = new EnginePool(config.engines, config, { maxBuilds: config.maxBuilds, affinityWaitMs: config.affinityWaitMs, log, running, named: config.enginesNamed, keepDrains: true });
+  const builds = new BuildService({ config, engines, log, maxBuilds: config.maxBuilds, logCapBytes: config.logCapBytes, running });
   const history = new History(config.workDir, builds, config.historyPerService, log);
   const streams = new StreamGate(config.httpLimits);
-  const metrics = createMetrics(builds, streams);
+  const metrics = createMetrics(builds, streams, engines);
   // Read before anything listens: a bad projects file stops the start (exit 2).
   const projects = config.projectsFile ? await ProjectBuilds.open(config.projectsFile, process.env, builds, log, config.publicUrl ?? 'http://localhost', config.workDir) : undefined;
-  const services: ServerServices = { config, docker, log, builds, projects };
+  const services: ServerServices = { config, log, builds, projects };
   await removeOrphanKeys(config.workDir, log);
   await migrateCloneCaches(config.workDir, log);
   // Masters a previous server left (killed before its shutdown closed them) go too.
   await closeSshMasters(config.workDir, config.toolEnv);
-  const sweep = () => removeOrphans(docker, log, running).catch((err: Error) => log('orphan-check-failed', { error: err.message }));
-  await sweep();
-  // Build caches no build used for --build-cache-days go, now and every hour; in the background: never in a build's way.
-  const expireCaches = () => void removeUnusedCaches(docker, config.workDir, config.buildCacheDays, log).catch((err: Error) => log('build-cache-expire-failed', { error: err.message }));
-  expireCaches();
-  const cacheTimer = setInterval(expireCaches, CACHE_EXPIRY_INTERVAL_MS);
-  cacheTimer.unref();
-  const engineWatch = watchEngine(docker, config.dockerLabel, log, () => {
-    removals.retryNow();
-    void sweep();
-  });
+  // Each engine's orphans are swept now; its watch, and the expiry of its unused build caches
+  // (hourly, in the background: never in a build's way), start with it.
+  await engines.start(config.buildCacheDays);
+  if (config.enginesNamed) for (const engine of engines.list()) log('engine', { name: engine.name, url: engine.url, slots: engine.slots, draining: engine.draining });
 
   const ssh = await startSshFront(config, hostKey, services, log);
   const address = ssh.address;
@@ -77,7 +63,7 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
     const { host, port } = config.httpListen;
     try {
       httpFront = await startHttpServer(config.httpListen, {
-        service: builds, history, log, tokens: new Tokens(config.apiTokens, config.apiReadTokens), sshPort: address.port, projects, limits: config.httpLimits, gate: streams,
+        service: builds, history, log, engines, tokens: new Tokens(config.apiTokens, config.apiReadTokens), sshPort: address.port, projects, limits: config.httpLimits, gate: streams,
         metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
       });
       // Without --public-url, links point at the HTTP address as bound (its port, when 0 was asked).
@@ -134,12 +120,11 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
       clearTimeout(timer);
       log('git-ssh-closed', { connections: await closeSshMasters(config.workDir, config.toolEnv) });
       await dropSpares(log);
-      clearInterval(cacheTimer);
       // The final commit statuses of the last builds: a short wait, then they are given up (and logged).
       if (projects && !(await projects.statuses.settle(Math.min(config.shutdownGraceMs, 10_000)))) log('status-given-up', { reason: 'the server is stopping' });
-      engineWatch.stop();
       // A short wait for removals still being retried; what is left, the next start's sweep removes.
-      if (!(await removals.settle(Math.min(config.shutdownGraceMs, 5_000)))) removals.stop('the server is stopping; the orphan sweep of its next start removes it');
+      await engines.settleRemovals(Math.min(config.shutdownGraceMs, 5_000));
+      engines.stop('the server is stopping; the orphan sweep of its next start removes it');
       // Clients leave by themselves once their command has finished; give them a moment first.
       await ssh.endClients();
       await httpFront?.close();

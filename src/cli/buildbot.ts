@@ -1,6 +1,6 @@
 import { loadConfig } from '../pipeline/config.js';
-import { createDocker } from '../docker/engine.js';
-import { Removals } from '../docker/removals.js';
+import { EnginePool } from '../engines/pool.js';
+import { defaultEngineSpec } from '../engines/spec.js';
 import { errors, EXIT_FAILURE, isBuildError } from '../model/errors.js';
 import { requestOrExit } from '../request/parse.js';
 import { BuildService, DEFAULT_LOG_CAP_BYTES } from '../service/service.js';
@@ -33,8 +33,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   };
   // The same build service as the server's, for one build: the file lock in the checkout step
   // still makes it wait for a build of its service that runs beside it.
-  const removals = new Removals(log);
-  const service = new BuildService({ config, docker: createDocker(config.docker, config.toolEnv), log, maxBuilds: 1, logCapBytes: DEFAULT_LOG_CAP_BYTES, removals });
+  // One engine, DOCKER_HOST's, as always: not started (no watch, no sweep) for one build.
+  const engines = new EnginePool([defaultEngineSpec(env, 1)], config, { maxBuilds: 1, affinityWaitMs: 0, log, running: new Set(), named: false });
+  const { removals } = engines.all[0];
+  const service = new BuildService({ config, engines, log, maxBuilds: 1, logCapBytes: DEFAULT_LOG_CAP_BYTES });
   try {
     // Kept in the work dir's history, so a server sharing it lists local builds too.
     new History(config.workDir, service, Number(env.BUILDBOT_HISTORY_PER_SERVICE) || 50, log);

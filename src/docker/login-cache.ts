@@ -15,10 +15,12 @@ export interface Credentials {
   registry: string;
   username: string;
   password: string;
+  /** The engine that checked it (its name with --engine): each engine checks through its own network. */
+  engine?: string;
 }
 
 // JSON: no two different triples encode alike (a separator could also occur inside a field).
-const keyOf = (c: Credentials) => createHmac('sha256', SALT).update(JSON.stringify([c.registry, c.username, c.password])).digest('base64');
+const keyOf = (c: Credentials) => createHmac('sha256', SALT).update(JSON.stringify([c.registry, c.username, c.password, c.engine ?? ''])).digest('base64');
 
 /** Whether the registry accepted these credentials within the window. */
 export function loginCheckedLately(auth: Credentials, now = Date.now()): boolean {

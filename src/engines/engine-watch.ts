@@ -8,11 +8,11 @@ export interface EngineWatch {
 
 /**
  * Pings the engine every intervalMs (a ping on its socket costs about a millisecond) and logs
- * when it stops answering (engine-down) and when it answers again (engine-back). Coming back
+ * when it stops answering (engine-down) and when it answers again (engine-back), and tells onChange. Coming back
  * is when the work an outage left undone is done: removals that failed meanwhile, and the
  * orphan sweep, since an engine restarted with live-restore off stopped every container.
  */
-export function watchEngine(docker: Docker, engine: string, log: ServerLog, onBack: () => void, intervalMs = 2_000): EngineWatch {
+export function watchEngine(docker: Docker, engine: string, log: ServerLog, onChange: (up: boolean) => void, intervalMs = 2_000): EngineWatch {
   let up = true;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
@@ -28,12 +28,16 @@ export function watchEngine(docker: Docker, engine: string, log: ServerLog, onBa
       error = (err as Error).message;
     }
     if (stopped) return;
-    if (up && error !== undefined) log('engine-down', { engine, error });
-    if (!up && error === undefined) {
-      log('engine-back');
-      onBack();
-    }
+    const wasUp = up;
     up = error === undefined;
+    if (wasUp && !up) {
+      log('engine-down', { engine, error });
+      onChange(false);
+    }
+    if (!wasUp && up) {
+      log('engine-back', { engine });
+      onChange(true);
+    }
     timer = setTimeout(() => void check(), intervalMs);
     timer.unref();
   };

@@ -96,6 +96,8 @@ export interface BuildSummary {
   trigger?: BuildTrigger;
   created_at: string;
   started_at?: string;
+  /** The engine it was placed on (its --engine name; `default` without --engine), once it leaves the line. */
+  engine?: string;
   finished_at?: string;
   /** Seconds from start to end. */
   duration?: number;

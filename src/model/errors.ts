@@ -184,6 +184,9 @@ export const errors = {
       'EENGINELOST',
       `the Docker engine went away while ${doing} (${detail}); nothing after that step ran; check that dockerd is running (docker info, its log), then run the build again`,
     ),
+  /** The same loss, named once the build knows which of the server's engines it was (--engine). */
+  engineLostOn: (err: BuildError, engine: string) =>
+    new BuildError('EENGINELOST', err.message.replace(/^the Docker engine went away/, `the Docker engine "${engine}" went away`), err.exitCode, { cause: err }),
   engineStopped: (doing: string, exitCode: number) =>
     new BuildError(
       'EENGINELOST',

@@ -6,6 +6,7 @@ import { engineMessage, statusOf } from '../docker/engine.js';
 import { errors } from '../model/errors.js';
 import { inBackground, type BuildContext } from './context.js';
 import type { ServerLog } from '../log/server-log.js';
+import type { Config } from './config.js';
 import { serviceSlug } from '../model/service-slug.js';
 
 /*
@@ -70,9 +71,16 @@ async function removeVolume(docker: Docker, name: string, signal?: AbortSignal):
   });
 }
 
+/**
+ * Where the marks of an engine's caches are kept: a volume lives on one engine, so two engines'
+ * caches of one service (named alike) are used and expire apart. `@` cannot start a volume name.
+ */
+export const cacheMarksDir = (config: Pick<Config, 'workDir' | 'engineName'>) =>
+  path.join(config.workDir, '.build-caches', ...(config.engineName ? [`@${config.engineName}`] : []));
+
 /** Marks a cache as used now (the file's time), for the removal of caches unused for --build-cache-days. */
-async function touch(workDir: string, volume: string): Promise<void> {
-  const dir = path.join(workDir, '.build-caches');
+async function touch(config: Pick<Config, 'workDir' | 'engineName'>, volume: string): Promise<void> {
+  const dir = cacheMarksDir(config);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const file = path.join(dir, volume);
   const now = new Date();
@@ -103,7 +111,7 @@ export async function cacheMounts(ctx: BuildContext, paths: readonly string[]): 
     // Idempotent: an existing volume is answered as it is.
     await ctx.watchdog.engine('making a build cache volume', () =>
       ctx.docker.createVolume({ Name: name, Labels: { [CACHE_OF_LABEL]: serviceId, [CACHE_PATH_LABEL]: target }, abortSignal: ctx.signal } as Docker.VolumeCreateOptions));
-    await touch(ctx.config.workDir, name);
+    await touch(ctx.config, name);
     mounts.push({ Type: 'volume', Source: name, Target: target });
   }
   return mounts;
@@ -154,9 +162,9 @@ export function boundCaches(ctx: BuildContext, paths: readonly string[]): void {
  * <work-dir>/.build-caches, or the volume's creation when it has none). A cache in use by a
  * running builder is refused by the engine and stays. Returns how many went.
  */
-export async function removeUnusedCaches(docker: Docker, workDir: string, days: number, log: ServerLog, now = Date.now()): Promise<number> {
+export async function removeUnusedCaches(docker: Docker, config: Pick<Config, 'workDir' | 'engineName'>, days: number, log: ServerLog, now = Date.now()): Promise<number> {
   const cutoff = now - days * 24 * 3600 * 1000;
-  const dir = path.join(workDir, '.build-caches');
+  const dir = cacheMarksDir(config);
   const { Volumes } = await docker.listVolumes({ filters: { label: [CACHE_OF_LABEL] }, abortSignal: AbortSignal.timeout(MEASURE_TIMEOUT_MS) } as object);
   let removed = 0;
   for (const volume of Volumes ?? []) {

@@ -12,6 +12,11 @@ export interface Config {
   docker: EngineTarget;
   /** How the engine is named in error messages. */
   dockerLabel: string;
+  /**
+   * The engine's name when the server drives named engines (--engine, src/engines/): messages name it,
+   * and what is kept per service between builds (spare namespaces, cache marks) is kept per engine too.
+   */
+  engineName?: string;
   /** Network of the builder and test containers; undefined keeps the engine's default. */
   buildNetwork?: string;
   /** Memory and process limits of the builder and test containers (src/docker/limits.ts). */
@@ -44,6 +49,9 @@ export interface Config {
 }
 
 /** Defaults of the settings both the server and buildbot.sh have, in seconds. */
+/** A service's key for what is kept between its builds on one engine (see engineName). */
+export const perEngine = (config: Pick<Config, 'engineName'>, serviceId: string) => (config.engineName ? `${config.engineName}/${serviceId}` : serviceId);
+
 export const TIMEOUT_DEFAULTS = { stallSeconds: 600, buildSeconds: 3600 };
 export const BUILD_CACHE_DEFAULTS = { maxMb: 4096, days: 14 };
 

@@ -7,8 +7,6 @@ import type { UserOutput } from '../io/output.js';
 import type { BuildRequest } from '../request/types.js';
 import type { BuildTrace } from '../log/trace.js';
 
-/** The server log: one line per event, never build output or secrets. */
-
 /** What a build tells whoever runs it (the build service), beside its output. */
 export interface BuildHooks {
   /** A step starts, or ends (with its duration and whether it succeeded); in order with the output. */

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import type Docker from 'dockerode';
-import type { Config } from './config.js';
+import { perEngine, type Config } from './config.js';
 import { BuildContainers, LABELS } from '../docker/containers.js';
 import type { Removals } from '../docker/removals.js';
-import { EXIT_FAILURE, EXIT_OK, isBuildError } from '../model/errors.js';
+import { errors, EXIT_FAILURE, EXIT_OK, isBuildError } from '../model/errors.js';
 import { UserOutput, type BuildIO } from '../io/output.js';
 import { createRedactor } from '../io/redact.js';
 import type { BuildRequest } from '../request/types.js';
@@ -79,7 +79,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
   };
   log('build-start', { build: buildId, service: request.serviceId, revision: request.revision, image: request.image, tags: request.tags.join(',') });
   // The builder's network namespace is made while the login is checked and git runs.
-  ctx.builderNetwork = withTrace(ctx.trace, () => takeSpare(ctx, lastBuilderImage(request.serviceId)) ?? networkAhead(ctx));
+  ctx.builderNetwork = withTrace(ctx.trace, () => takeSpare(ctx, lastBuilderImage(perEngine(config, request.serviceId))) ?? networkAhead(ctx));
   let exitCode = EXIT_OK;
   let error: BuildOutcome['error'];
   services.running?.add(buildId);
@@ -87,7 +87,9 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
     await withTrace(ctx.trace, () => runSteps(ctx, STEPS));
   } catch (err) {
     // Whatever the step made of the abort (an AbortError, a closed stream), the reason is what the user sees.
-    const failure = ctx.signal.aborted ? buildSignal.failure() : err;
+    let failure = ctx.signal.aborted ? buildSignal.failure() : err;
+    // Which engine went away, when the server has several: the one line the user reads names it.
+    if (isBuildError(failure) && failure.code === 'EENGINELOST' && config.engineName) failure = errors.engineLostOn(failure, config.engineName);
     exitCode = isBuildError(failure) ? failure.exitCode : EXIT_FAILURE;
     error = isBuildError(failure)
       ? { code: failure.code, message: redactor.redact(failure.message) }
@@ -117,7 +119,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
   await ctx.out.close();
   services.hooks?.finished?.({ exitCode, commit: ctx.commit, digest: ctx.digest, error });
   // The next build of the service finds its builder's namespace ready (made after this one's end).
-  const builderImage = lastBuilderImage(request.serviceId);
+  const builderImage = lastBuilderImage(perEngine(config, request.serviceId));
   if (exitCode === EXIT_OK && builderImage) keepSpare(docker, config, request.serviceId, builderImage, log);
   return exitCode;
 }

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import type Docker from 'dockerode';
-import type { Config } from './config.js';
+import { perEngine, type Config } from './config.js';
 import { BuildContainers, LABELS } from '../docker/containers.js';
 import { removeContainer } from '../docker/removals.js';
 import { engineMessage } from '../docker/engine.js';
@@ -59,8 +59,9 @@ function builtBefore(serviceId: string): boolean {
 
 /** After a build of the service that ran `image`: makes a spare for its next build (in the background). */
 export function keepSpare(docker: Docker, config: Config, serviceId: string, image: string, log: ServerLog): void {
-  const again = builtBefore(serviceId);
-  if (!again || closed || config.spareNetworkSeconds <= 0 || spares.has(serviceId) || spares.size >= MAX_SPARES) return;
+  const key = perEngine(config, serviceId);
+  const again = builtBefore(key);
+  if (!again || closed || config.spareNetworkSeconds <= 0 || spares.has(key) || spares.size >= MAX_SPARES) return;
   const make = () => {
     const containers = new BuildContainers(docker, { [LABELS.service]: serviceId, [LABELS.host]: os.hostname(), [LABELS.pid]: String(process.pid) });
     // No build to fail: a silent engine just means no spare.
@@ -77,13 +78,13 @@ export function keepSpare(docker: Docker, config: Config, serviceId: string, ima
     image,
     holders: Array.from({ length: PER_SERVICE }, make),
     timer: setTimeout(() => {
-      if (spares.get(serviceId) !== spare) return;
-      spares.delete(serviceId);
+      if (spares.get(key) !== spare) return;
+      spares.delete(key);
       void Promise.all(spare.holders.map((holder) => discard(holder, log)));
     }, config.spareNetworkSeconds * 1000),
   };
   spare.timer.unref();
-  spares.set(serviceId, spare);
+  spares.set(key, spare);
 }
 
 /**
@@ -92,17 +93,18 @@ export function keepSpare(docker: Docker, config: Config, serviceId: string, ima
  * containers.
  */
 export function takeSpare(ctx: BuildContext, image: string | undefined): Promise<Docker.Container | undefined> | undefined {
-  const spare = spares.get(ctx.request.serviceId);
+  const key = perEngine(ctx.config, ctx.request.serviceId);
+  const spare = spares.get(key);
   if (!spare) return undefined;
   if (spare.image !== image) {
-    spares.delete(ctx.request.serviceId);
+    spares.delete(key);
     clearTimeout(spare.timer);
     void Promise.all(spare.holders.map((holder) => discard(holder, ctx.log)));
     return undefined;
   }
   const taken = spare.holders.shift()!;
   if (!spare.holders.length) {
-    spares.delete(ctx.request.serviceId);
+    spares.delete(key);
     clearTimeout(spare.timer);
   }
   return inBackground(ctx, async () => {

@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { BuildService } from './service.js';
+import type { Engines } from '../engines/types.js';
 
 /**
  * Prometheus metrics of the builds, from the service's records. prom-client is the
@@ -13,7 +14,7 @@ export interface StreamCounts {
   readonly dropped: number;
 }
 
-export function createMetrics(service: BuildService, streams?: StreamCounts): { contentType: string; text(): Promise<string> } {
+export function createMetrics(service: BuildService, streams?: StreamCounts, _engines?: Engines): { contentType: string; text(): Promise<string> } {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'buildbot_' });
   const builds = new Counter({ name: 'buildbot_builds_total', help: 'Builds that ended, by result.', labelNames: ['result'], registers: [registry] });

@@ -1,6 +1,5 @@
-import type Docker from 'dockerode';
 import type { Config } from '../pipeline/config.js';
-import type { Removals } from '../docker/removals.js';
+import type { EngineGrant, Engines } from '../engines/types.js';
 import { EXIT_CANCELLED, EXIT_FAILURE, isBuildError } from '../model/errors.js';
 import { UserOutput } from '../io/output.js';
 import { createRedactor } from '../io/redact.js';
@@ -13,15 +12,15 @@ import { newBuildId } from '../model/build-id.js';
 import type { BuildRecord, BuildSource, BuildStatus, BuildTrigger } from '../model/build.js';
 
 export interface BuildServiceOptions {
+  /** The server's settings; each build runs with its engine's copy of them (BuildEngine.config). */
   config: Config;
-  docker: Docker;
+  /** Where builds run: a slot on an engine per build (--max-builds in all, slots=N per engine). */
+  engines: Engines;
   log: ServerLog;
-  /** Builds running at once; the rest wait in line. */
+  /** Builds running at once in all; the rest wait in line. */
   maxBuilds: number;
   /** Output kept per build (head and tail); the middle of a larger log is cut. */
   logCapBytes: number;
-  /** Removals the engine could not do are retried here after the build has ended. */
-  removals?: Removals;
   /** Filled with the ids of the builds running, so an orphan sweep leaves their containers alone. */
   running?: Set<string>;
 }
@@ -55,7 +54,7 @@ export class BuildService {
   retainFinished = false;
 
   constructor(private readonly options: BuildServiceOptions) {
-    this.queue = new BuildQueue(options.maxBuilds);
+    this.queue = new BuildQueue(options.engines);
   }
 
   /** The settings builds run with (a front checks a request's --timeout against them before submitting). */
@@ -142,9 +141,9 @@ export class BuildService {
     const signal = build.controller.signal;
     // The service's own lines (cancelled while waiting) pass the same redacting writer.
     const out = new UserOutput(build.io, createRedactor(request.secrets));
-    let release: (() => void) | undefined;
+    let grant: EngineGrant | undefined;
     try {
-      release = await this.queue.acquire(
+      grant = await this.queue.acquire(
         request.serviceId, signal,
         (place) => build.emit({ type: 'queued', place, waiting_for: 'slot' }),
         () => build.emit({ type: 'queued', place: this.servicePlace(build), waiting_for: 'service' }),
@@ -161,12 +160,14 @@ export class BuildService {
       await out.close();
       build.summary.status = 'running';
       build.summary.started_at = new Date().toISOString();
+      build.summary.engine = grant.engine.name;
+      this.options.log('build-placed', { build: build.id, service: request.serviceId, engine: grant.engine.name, placement: grant.placement });
       code = await runBuild(request, build.io, signal, {
-        config: this.options.config,
-        docker: this.options.docker,
+        config: grant.engine.config,
+        docker: grant.engine.docker,
         log: this.options.log,
         buildId: build.id,
-        removals: this.options.removals,
+        removals: grant.engine.removals,
         running: this.options.running,
         hooks: {
           step: (name, phase, info) => {
@@ -199,7 +200,7 @@ export class BuildService {
       await lastWords.close();
       code = isBuildError(err) ? err.exitCode : EXIT_FAILURE;
     } finally {
-      release?.();
+      grant.release();
     }
     build.finish(code, statusOf(code, signal.aborted));
   }

@@ -140,7 +140,7 @@ describe('build caches that outlive the build (#build_cache)', () => {
     const twentyDaysAgo = new Date(Date.now() - 20 * 86_400_000);
     utimesSync(path.join(dir, old), twentyDaysAgo, twentyDaysAgo);
     const logged: string[] = [];
-    const removed = await removeUnusedCaches(docker, work(), 14, (event, fields) => logged.push(`${event} ${JSON.stringify(fields)}`));
+    const removed = await removeUnusedCaches(docker, { workDir: work() }, 14, (event, fields) => logged.push(`${event} ${JSON.stringify(fields)}`));
     assert.equal(removed, 1, logged.join('\n'));
     const left = (await allVolumes());
     assert.ok(!left.includes(old), 'the cache unused for 20 days went');

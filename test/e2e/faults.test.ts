@@ -157,7 +157,7 @@ describe('faults: each ends with one error line, a non-zero exit and nothing lef
         await cutOff.waitForLog(/ engine-down /);
         assert.equal((await buildContainersOf('builder')).length, 1, 'the builder outlived the cut, so far');
         await relay.restore();
-        await cutOff.waitForLog(/ engine-back$/m);
+        await cutOff.waitForLog(/ engine-back( |$)/m);
         await cutOff.waitForLog(/ (cleanup-done container=[0-9a-f]{12} build=\w+ attempts=\d+|orphan-removed container=[0-9a-f]{12})/);
         await assertNothingLeft(cutOff, service, repo);
       } finally {
@@ -308,7 +308,7 @@ describe('faults: each ends with one error line, a non-zero exit and nothing lef
       // Which the server sees first is a race: the container's end (the engine stopping it) or the engine's
       // socket going away; both name the engine and say what to do, never "build.sh exited with code 137".
       assert.match(errorLines(res.stderr)[0], /^error: the Docker engine (stopped while running build\.sh and ended its container \(exit code 1\d\d\)|went away while running build\.sh \([^)]*\)); .*check that dockerd is running/);
-      await onEngine.waitForLog(/ engine-back$/m, 30_000);
+      await onEngine.waitForLog(/ engine-back( |$)/m, 30_000);
       await assertNothingLeft(onEngine, service, repo, engine.docker);
     });
   });

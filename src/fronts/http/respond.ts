@@ -3,6 +3,7 @@ import type { ServerLog } from '../../log/server-log.js';
 import type { BuildSummary } from '../../model/build.js';
 import type { ProjectBuilds } from '../../projects/builds.js';
 import type { BuildService } from '../../service/service.js';
+import type { Engines } from '../../engines/types.js';
 import type { History } from '../../store/files/history.js';
 import type { Access, Tokens } from './auth.js';
 import { HttpError } from './body.js';
@@ -24,6 +25,8 @@ export interface HttpDeps {
   projects?: ProjectBuilds;
   /** What one client may hold (defaults: HTTP_LIMIT_DEFAULTS). */
   limits?: Partial<HttpLimits>;
+  /** The engines builds run on: GET /api/v1/engines, drain and resume. */
+  engines?: Engines;
   /** Counts the open streams of the API and the monitor together (made by startHttpServer when not given). */
   gate?: StreamGate;
 }

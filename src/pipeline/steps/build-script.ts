@@ -7,6 +7,7 @@ import { packDirectory } from '../../context/tar.js';
 import { authConfig, removeLater, type BuildContext, type Step } from '../context.js';
 import { joinNetwork } from '../../docker/netns.js';
 import { networkAhead, rememberBuilderImage } from '../networks.js';
+import { perEngine } from '../config.js';
 import { takeSpare } from '../spare-networks.js';
 import { splitImageRef } from '../../request/registry.js';
 import { boundCaches, cacheMounts } from '../build-cache.js';
@@ -74,7 +75,7 @@ export const buildScriptStep: Step = {
       return container.putArchive(tar, { path: '/', abortSignal: ctx.signal } as object);
     });
     const code = await runAttached(container, ctx.out.stdout, ctx.out.stderr, ctx.signal, { watchdog: ctx.watchdog, doing: 'running build.sh' }, () => {
-      rememberBuilderImage(ctx.request.serviceId, image);
+      rememberBuilderImage(perEngine(ctx.config, ctx.request.serviceId), image);
       // The test container's network namespace is made while build.sh runs, once the builder
       // runs: started beside it, it slowed the builder's own start.
       if (ctx.metadata!.testEntrypoint) ctx.testNetwork ??= takeSpare(ctx, image) ?? networkAhead(ctx, image);

@@ -17,7 +17,7 @@ export const loginStep: Step = {
     }
     const auth = authConfig(ctx);
     if (!auth) return;
-    const credentials = { registry: ctx.request.registry.server, ...ctx.request.registry.login! };
+    const credentials = { registry: ctx.request.registry.server, ...ctx.request.registry.login!, engine: ctx.config.engineName };
     if (loginCheckedLately(credentials)) {
       ctx.out.line(`the registry accepted this login less than ${LOGIN_CHECK_WINDOW_SECONDS} s ago; not asking again`);
       return;

@@ -31,7 +31,7 @@ export const pushStep: Step = {
       } catch (err) {
         if (ctx.signal.aborted) throw err;
         // The next build checks the login again rather than trusting a recent check.
-        if (request.registry.login) forgetLogin({ registry: request.registry.server, ...request.registry.login });
+        if (request.registry.login) forgetLogin({ registry: request.registry.server, ...request.registry.login, engine: ctx.config.engineName });
         throw errors.push(ref, err instanceof EngineStreamError ? err.message : engineMessage(err), request.registry.login !== undefined);
       }
       ctx.out.line(`pushed ${ref} (${sent} layer${sent === 1 ? '' : 's'} sent, ${present} already there) ${ctx.digest ?? ''}`.trimEnd());

@@ -1,4 +1,3 @@
-import type Docker from 'dockerode';
 import type { BuildIO } from '../../../io/output.js';
 import type { ServerLog } from '../../../log/server-log.js';
 import type { Config } from '../../../pipeline/config.js';
@@ -7,7 +6,6 @@ import type { ProjectBuilds } from '../../../projects/builds.js';
 
 export interface ServerServices {
   config: Config;
-  docker: Docker;
   log: ServerLog;
   builds: BuildService;
   /** The projects file's builds (--projects), for `buildbot.sh --project`. */
