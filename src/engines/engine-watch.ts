@@ -12,8 +12,8 @@ export interface EngineWatch {
  * is when the work an outage left undone is done: removals that failed meanwhile, and the
  * orphan sweep, since an engine restarted with live-restore off stopped every container.
  */
-export function watchEngine(docker: Docker, engine: string, log: ServerLog, onChange: (up: boolean) => void, intervalMs = 2_000): EngineWatch {
-  let up = true;
+export function watchEngine(docker: Docker, engine: string, log: ServerLog, onChange: (up: boolean) => void, intervalMs = 2_000, upAtStart = true): EngineWatch {
+  let up = upAtStart;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   const check = async () => {

@@ -50,6 +50,9 @@ export interface EnginePoolOptions {
 /** Drain state in the work dir: small, written whole (a temporary file renamed over it). */
 const STATE_FILE = '.engines.json';
 const MAX_STATE_BYTES = 64 * 1024;
+/** At start: how long an engine has to answer a ping, and how long its orphan sweep may hold the start. */
+const START_PING_MS = 5_000;
+const START_SWEEP_MS = 15_000;
 /** How often caches unused for --build-cache-days are looked for, on each engine. */
 const CACHE_EXPIRY_INTERVAL_MS = 3600_000;
 
@@ -70,7 +73,12 @@ export class EnginePool implements Engines {
   constructor(specs: readonly EngineSpec[], base: Config, private readonly options: EnginePoolOptions) {
     this.engines = specs.map((spec) => new PoolEngine(spec, base, options.named, options.log));
     for (const engine of this.engines) this.byName.set(engine.name, engine);
-    this.slots = new EngineSlots(specs.map(({ name, weight, slots }) => ({ name, weight, slots })), { maxBuilds: options.maxBuilds, affinityWaitMs: options.affinityWaitMs });
+    this.slots = new EngineSlots(specs.map(({ name, weight, slots }) => ({ name, weight, slots })), {
+      maxBuilds: options.maxBuilds,
+      affinityWaitMs: options.affinityWaitMs,
+      // With every named engine down a build fails at once (ENOENGINE) rather than waiting unseen.
+      whenNoneUp: options.named ? 'fail' : 'wait',
+    });
     this.stateFile = path.join(base.workDir, STATE_FILE);
     if (options.keepDrains) for (const name of this.readDrained()) if (this.byName.has(name)) this.slots.setDraining(name, true);
   }
@@ -86,7 +94,18 @@ export class EnginePool implements Engines {
    */
   async start(buildCacheDays: number): Promise<void> {
     const { log } = this.options;
-    await Promise.all(this.engines.map((engine) => this.sweep(engine)));
+    // Whether each engine answers now: one that does not takes no build until its watch sees it back.
+    const upAtStart = await Promise.all(this.engines.map(async (engine) => {
+      try {
+        await (engine.docker.ping as (opts: object) => Promise<unknown>).call(engine.docker, { abortSignal: AbortSignal.timeout(START_PING_MS) });
+        return true;
+      } catch (err) {
+        log('engine-down', { engine: this.options.named ? engine.name : engine.config.dockerLabel, error: (err as Error).message });
+        return false;
+      }
+    }));
+    // The sweep of an engine that is up; bounded, so that a slow engine does not hold the start.
+    await Promise.all(this.engines.map((engine, i) => (upAtStart[i] ? Promise.race([this.sweep(engine), new Promise((r) => setTimeout(r, START_SWEEP_MS).unref())]) : undefined)));
     const expire = () => {
       for (const engine of this.engines) {
         void removeUnusedCaches(engine.docker, engine.config, buildCacheDays, log)
@@ -96,14 +115,15 @@ export class EnginePool implements Engines {
     expire();
     this.cacheTimer = setInterval(expire, CACHE_EXPIRY_INTERVAL_MS);
     this.cacheTimer.unref();
-    for (const engine of this.engines) {
+    this.engines.forEach((engine, i) => {
+      this.setUp(engine, upAtStart[i]);
       engine.watch = watchEngine(engine.docker, this.options.named ? engine.name : engine.config.dockerLabel, log, (up) => {
-        this.slots.setUp(engine.name, up);
+        this.setUp(engine, up);
         if (!up) return;
         engine.removals.retryNow();
         void this.sweep(engine);
-      });
-    }
+      }, undefined, upAtStart[i]);
+    });
   }
 
   acquire(serviceId: string, signal: AbortSignal, tell: (place: number, info: WaitInfo) => void): Promise<EngineGrant> {
@@ -160,6 +180,15 @@ export class EnginePool implements Engines {
     this.options.log(draining ? 'engine-draining' : 'engine-resumed', { engine: name });
     if (this.options.keepDrains) await this.saveDrained();
     return this.list().find((view) => view.name === name);
+  }
+
+  /**
+   * Named engines (--engine): a down one takes no new build. The one default engine is always
+   * tried, as before there were several: its build then fails with the engine's own error
+   * (unreachable, TLS, ssh) rather than waiting for it.
+   */
+  private setUp(engine: PoolEngine, up: boolean): void {
+    if (this.options.named) this.slots.setUp(engine.name, up);
   }
 
   private sweep(engine: PoolEngine): Promise<unknown> {

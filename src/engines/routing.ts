@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import { BuildError, errors } from '../model/errors.js';
+import { errors } from '../model/errors.js';
 
 /**
  * Which engine builds a service (issue 19). Builds of one service go to the same engine while it
@@ -106,10 +106,7 @@ interface Waiter {
 }
 
 export const noEngineError = (states: readonly EngineStatus[]) =>
-  new BuildError(
-    'ENOENGINE',
-    `no Docker engine can take the build: ${states.map((s) => `${s.name} is ${s.up ? 'draining' : 'down'}`).join(', ')}; run it again when one is back`,
-  );
+  errors.noEngine(states.map((s) => `${s.name} is ${s.up ? 'draining' : 'down'}`).join(', '));
 
 /**
  * The build slots of several engines (pure logic, no Docker). A build takes a slot on the first of

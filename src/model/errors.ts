@@ -195,6 +195,8 @@ export const errors = {
   noSpace: (dir: string) =>
     new BuildError('ENOSPC', `no space left in ${dir} (the work dir: clone caches and deploy keys); free space there or give the server a larger work dir, then run the build again`),
 
+  /** Every engine of the server (--engine) is down or draining: the build is refused at once. */
+  noEngine: (why: string) => new BuildError('ENOENGINE', `no Docker engine can take the build: ${why}; run it again once one is back (GET /api/v1/engines shows them)`),
   cancelled: () => new BuildError('ECANCELLED', 'build cancelled; its containers were removed', EXIT_CANCELLED),
   /** The message names who went silent, doing what, and what to check (src/docker/watchdog.ts). */
   stalled: (message: string) => new BuildError('ESTALLED', message),

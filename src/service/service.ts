@@ -148,7 +148,16 @@ export class BuildService {
         (place) => build.emit({ type: 'queued', place, waiting_for: 'slot' }),
         () => build.emit({ type: 'queued', place: this.servicePlace(build), waiting_for: 'service' }),
       );
-    } catch {
+    } catch (err) {
+      // No engine can take it (every named engine down or draining): said at once, not waited out.
+      if (isBuildError(err) && err.code !== 'ECANCELLED' && !signal.aborted) {
+        out.errorLine(`error: ${err.message}`);
+        await out.close();
+        build.summary.error = { code: err.code, message: err.message };
+        build.finish(err.exitCode, 'failed');
+        this.options.log('build-refused', { build: build.id, service: request.serviceId, error: err.code });
+        return;
+      }
       out.errorLine('error: build cancelled while it waited in line');
       await out.close();
       build.finish(EXIT_CANCELLED, 'cancelled');
