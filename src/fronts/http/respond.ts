@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ServerLog } from '../../log/server-log.js';
+import type { Engines } from '../../engines/types.js';
 import type { BuildSummary } from '../../model/build.js';
 import type { ProjectBuilds } from '../../projects/builds.js';
 import type { BuildService } from '../../service/service.js';
@@ -29,6 +30,8 @@ export interface HttpDeps {
   engines?: Engines;
   /** Counts the open streams of the API and the monitor together (made by startHttpServer when not given). */
   gate?: StreamGate;
+  /** The Docker engines builds are placed on (issue 19): GET /api/v1/engines, drain, resume, the monitor's strip. */
+  engines?: Engines;
 }
 
 /** 401 without a valid token (with WWW-Authenticate), 403 for a read token where full access is needed. */

@@ -11,6 +11,7 @@ import { HTTP_LIMIT_DEFAULTS, RETRY_AFTER_SECONDS, StreamGate, type HttpLimits }
 import { admitStream, followLive, FRAMES_FORMAT, NDJSON_FORMAT, NDJSON_LINES, pacerFor, replayStored, SSE_FORMAT, SSE_LINES, type Pacer, type RecordFormat } from './stream.js';
 import { recordJson } from '../../model/record-json.js';
 import { FRAMES_TYPE, HEARTBEAT_FRAME, recordFrame } from '../../model/record-frames.js';
+import { engineRoutes } from './engines.js';
 import { projectRoutes } from './projects.js';
 import { allow, authorize, publicSummary, sendError, sendJson, type HttpDeps } from './respond.js';
 
@@ -170,6 +171,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps,
   }
   // Projects, builds on demand and forge webhooks (src/projects/).
   if ((route.startsWith('/hooks/') || route.startsWith('/api/v1/projects')) && (await projectRoutes(req, res, url, deps))) return;
+  // The engines builds are placed on, drained and resumed (src/engines/).
+  if (route.startsWith('/api/v1/engines') && (await engineRoutes(req, res, url, deps))) return;
   // The web monitor's pages share this listener (src/fronts/http/monitor/).
   if (!route.startsWith('/api/') && (await monitorFor(deps).handle(req, res, url))) return;
   const match = /^\/api\/v1\/builds\/([^/]{1,64})(?:\/(events|log|cancel))?$/.exec(route);
