@@ -1,6 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { BuildService } from './service.js';
 import type { Engines } from '../engines/types.js';
+import type { BuildService } from './service.js';
 
 /**
  * Prometheus metrics of the builds, from the service's records. prom-client is the
@@ -14,7 +14,7 @@ export interface StreamCounts {
   readonly dropped: number;
 }
 
-export function createMetrics(service: BuildService, streams?: StreamCounts, _engines?: Engines): { contentType: string; text(): Promise<string> } {
+export function createMetrics(service: BuildService, streams?: StreamCounts, engines?: Engines): { contentType: string; text(): Promise<string> } {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'buildbot_' });
   const builds = new Counter({ name: 'buildbot_builds_total', help: 'Builds that ended, by result.', labelNames: ['result'], registers: [registry] });
@@ -33,6 +33,30 @@ export function createMetrics(service: BuildService, streams?: StreamCounts, _en
     new Gauge({ name: 'buildbot_http_streams_open', help: 'HTTP event and log streams open now.', registers: [registry], collect() { this.set(streams.open); } });
     // Read from the gate at each scrape (it only counts up).
     new Counter({ name: 'buildbot_http_readers_dropped_total', help: 'HTTP stream readers closed for taking nothing for --http-idle-reader.', registers: [registry], collect() { this.reset(); this.inc(streams.dropped); } });
+  }
+  if (engines) {
+    // Per engine (a handful, from the flags: bounded labels), read from the pool at each scrape.
+    const each = (name: string, help: string, value: (e: ReturnType<Engines['list']>[number]) => number) => new Gauge({
+      name, help, labelNames: ['engine'], registers: [registry],
+      collect() {
+        this.reset();
+        for (const e of engines.list()) this.set({ engine: e.name }, value(e));
+      },
+    });
+    each('buildbot_engine_up', 'Whether the engine answers (1) or not (0).', (e) => (e.state === 'up' ? 1 : 0));
+    each('buildbot_engine_draining', 'Whether the engine is drained (1: it takes no new build).', (e) => (e.draining ? 1 : 0));
+    each('buildbot_engine_builds_running', 'Builds running on the engine now.', (e) => e.running);
+    each('buildbot_engine_slots', 'Builds the engine takes at once (slots=N).', (e) => e.slots);
+    new Counter({
+      name: 'buildbot_builds_placed_total', help: 'Builds placed on an engine: on the one their service hashes to (preferred), on another after the affinity wait (spill), or elsewhere because it was down or draining (failover).',
+      labelNames: ['engine', 'placement'], registers: [registry],
+      collect() {
+        this.reset();
+        // Every engine with every placement, zeros included, so rate() sees the series from the start.
+        for (const e of engines.list()) for (const placement of ['preferred', 'spill', 'failover']) this.inc({ engine: e.name, placement }, 0);
+        for (const p of engines.placed()) this.inc({ engine: p.engine, placement: p.placement }, p.count);
+      },
+    });
   }
   // Zero from the start, so a rate() over a fresh server has both series.
   for (const stream of ['stdout', 'stderr']) output.inc({ stream }, 0);

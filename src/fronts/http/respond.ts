@@ -4,7 +4,6 @@ import type { Engines } from '../../engines/types.js';
 import type { BuildSummary } from '../../model/build.js';
 import type { ProjectBuilds } from '../../projects/builds.js';
 import type { BuildService } from '../../service/service.js';
-import type { Engines } from '../../engines/types.js';
 import type { History } from '../../store/files/history.js';
 import type { Access, Tokens } from './auth.js';
 import { HttpError } from './body.js';
@@ -26,8 +25,6 @@ export interface HttpDeps {
   projects?: ProjectBuilds;
   /** What one client may hold (defaults: HTTP_LIMIT_DEFAULTS). */
   limits?: Partial<HttpLimits>;
-  /** The engines builds run on: GET /api/v1/engines, drain and resume. */
-  engines?: Engines;
   /** Counts the open streams of the API and the monitor together (made by startHttpServer when not given). */
   gate?: StreamGate;
   /** The Docker engines builds are placed on (issue 19): GET /api/v1/engines, drain, resume, the monitor's strip. */
