@@ -13,6 +13,7 @@ declare const DOMParser: any;
 
 type Group = 'running' | 'queued' | 'recent';
 interface BuildEvent { id: string; status: string; service_id: string; created_at: string; group: Group; html: string }
+interface EngineState { name: string; state: 'up' | 'down'; draining: boolean; slots: number; running: number }
 
 const groupsEl = document.getElementById('groups');
 const liveState = document.getElementById('live-state');
@@ -68,12 +69,32 @@ function place(event: BuildEvent): void {
   refreshGroups();
 }
 
+/** The engine strip as the server's engines event says (the cards and their forms are the page's own). */
+function engines(list: EngineState[]): void {
+  for (const e of list) {
+    const card = document.getElementById(`engine-${e.name}`);
+    if (!card) continue;
+    card.classList.toggle('e-up', e.state === 'up');
+    card.classList.toggle('e-down', e.state !== 'up');
+    card.classList.toggle('e-draining', e.draining);
+    card.querySelector('.e-state').textContent = `${e.state === 'up' ? 'up' : 'down'}${e.draining ? ', draining' : ''}`;
+    card.querySelector('.e-running').textContent = String(e.running);
+    card.querySelector('.e-slots').textContent = String(e.slots);
+    const drain = card.querySelector('.e-drain');
+    const resume = card.querySelector('.e-resume');
+    if (drain) drain.hidden = e.draining;
+    if (resume) resume.hidden = !e.draining;
+  }
+}
+
 /** After a dropped connection the list may have missed changes: fetch the page once and take its rows. */
 async function resync(): Promise<void> {
   try {
     const res = await fetch(window.location.href, { headers: { Accept: 'text/html' }, credentials: 'same-origin' });
     if (!res.ok || res.redirected) return;
     const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
+    const strip = doc.getElementById('engines');
+    if (strip) document.getElementById('engines')?.replaceWith(document.importNode(strip, true));
     const fresh = doc.getElementById('groups');
     if (fresh) {
       groupsEl.innerHTML = fresh.innerHTML;
@@ -99,6 +120,7 @@ function connect(): void {
     liveState.className = 'live-state off';
   });
   source.addEventListener('build', (e: { data: string }) => place(JSON.parse(e.data) as BuildEvent));
+  source.addEventListener('engines', (e: { data: string }) => engines(JSON.parse(e.data) as EngineState[]));
 }
 
 // The filter applies as soon as it changes (the button stays for keyboards without JS).

@@ -13,12 +13,16 @@ import { buildHeader, buildPage, buildRow, errorPage, groupOf, listPage, signInP
 import { sessionCookie, Sessions, SESSION_SECONDS } from './session.js';
 import { projectsPage } from './projects-page.js';
 import { projectView } from '../projects.js';
+import { engineList, setDraining } from '../engines.js';
+import { HttpError } from '../body.js';
 import { errors, isBuildError } from '../../../model/errors.js';
 
 /** A page opens a huge log at its last this-many bytes of output (the rest on request). */
 export const TAIL_BYTES = 512 * 1024;
 const LIST_LIMIT = 100;
 const MAX_FORM_BYTES = 8 * 1024;
+/** How often the open list pages are told of an engine going down or up when no build moves. */
+const ENGINE_POLL_MS = 2000;
 const BUILD_ID = /^[0-9a-z]{9}[0-9a-f]{8}$/;
 
 /**
@@ -34,6 +38,9 @@ export class Monitor {
   private readonly startCache = new Map<string, LogStart>();
   private readonly startPending = new Map<string, Promise<LogStart>>();
   private readonly signIns: RateLimit;
+  private engineTimer?: NodeJS.Timeout;
+  /** The engines as last sent to the list pages (a page that connects later gets them from its HTML). */
+  private enginesSent = '';
 
   constructor(private readonly deps: HttpDeps) {
     this.sessions = new Sessions(deps.tokens);
@@ -59,6 +66,8 @@ export class Monitor {
       return path === '/' ? this.list(req, res, url, viewer) : this.listEvents(req, res, viewer);
     }
     if (path === '/projects' || path.startsWith('/projects/')) return this.projects(req, res, url);
+    const engine = /^\/engines\/([^/]{1,200})\/(drain|resume)$/.exec(path);
+    if (engine) return this.drain(req, res, url, decodeURIComponentSafe(engine[1]), engine[2] === 'drain');
     const badge = /^\/badge\/([^/]{1,200})\.svg$/.exec(path);
     if (badge) {
       // A project with public_badge: true shows its badge to anyone (a README on the forge).
@@ -189,7 +198,10 @@ export class Monitor {
     const all = this.deps.history.list({ limit: 100_000 });
     const services = [...new Set(all.map((s) => s.service_id))].sort();
     const host = typeof req.headers.host === 'string' && /^[\w.:[\]-]{1,255}$/.test(req.headers.host) ? req.headers.host : 'buildhost:8080';
-    return this.page(res, 200, listPage({ viewer, rows, services, filter: { service_id: serviceId, status }, origin: `${secure(req) ? 'https' : 'http'}://${host}`, sshPort: this.deps.sshPort, limit: LIST_LIMIT, empty: all.length === 0 }));
+    return this.page(res, 200, listPage({
+      viewer, rows, services, filter: { service_id: serviceId, status }, origin: `${secure(req) ? 'https' : 'http'}://${host}`,
+      sshPort: this.deps.sshPort, limit: LIST_LIMIT, empty: all.length === 0, engines: engineList(this.deps),
+    }));
   }
 
   private rowExtra(summary: BuildSummary): RowExtra {
@@ -206,8 +218,40 @@ export class Monitor {
     if (!pacer) return true;
     pacer.write('retry: 3000\n\n');
     this.listeners.set(res, pacer);
+    this.watchEngines();
     res.once('close', () => this.listeners.delete(res));
     return true;
+  }
+
+  /**
+   * The engines' state for the open list pages: an `engines` event whenever it changed, looked at
+   * after each build change and every ENGINE_POLL_MS (an engine goes down or up without any build
+   * moving). The event carries the views only; each page updates its own strip (its buttons are
+   * its session's).
+   */
+  private watchEngines(): void {
+    if (!this.deps.engines || this.engineTimer) return;
+    this.engineTimer = setInterval(() => {
+      if (!this.listeners.size) {
+        clearInterval(this.engineTimer);
+        this.engineTimer = undefined;
+        return;
+      }
+      this.pushEngines();
+    }, ENGINE_POLL_MS);
+    this.engineTimer.unref();
+  }
+
+  private pushEngines(): void {
+    if (!this.deps.engines || !this.listeners.size) return;
+    const json = JSON.stringify(engineList(this.deps).map(({ name, state, draining, slots, running }) => ({ name, state, draining, slots, running })));
+    if (json === this.enginesSent) return;
+    this.enginesSent = json;
+    const event = `event: engines\ndata: ${json}\n\n`;
+    for (const [res, pacer] of this.listeners) {
+      pacer.write(event);
+      if (!pacer.hasRoom) res.destroy();
+    }
   }
 
   /**
@@ -248,6 +292,7 @@ export class Monitor {
           if (!pacer.hasRoom) res.destroy();
         }
       }
+      this.pushEngines();
     });
   }
 
@@ -390,6 +435,30 @@ export class Monitor {
       const message = err.message.replace(/--revision/g, 'the ref').replace(/; give the tags to push with it$/, '; map it in the projects file, or build it with tags over the API');
       return this.page(res, 400, projectsPage({ viewer, projects: cards(), error: { project: name, message }, ref }));
     }
+  }
+
+  /** Drain or Resume from the front page's engine strip: full-access sessions, the session's CSRF token; back to the list. */
+  private async drain(req: IncomingMessage, res: ServerResponse, url: URL, name: string, draining: boolean): Promise<boolean> {
+    const viewer = this.gate(req, res, url, false);
+    if (!viewer || !this.method(req, res, ['POST'])) return true;
+    const form = await readForm(req);
+    const what = draining ? 'Draining' : 'Resuming';
+    if (viewer.session?.access !== 'full') {
+      return this.page(res, 403, errorPage({ viewer, title: 'Read-only session', message: `${what} an engine needs a full-access token (--api-token). Sign out and sign in with one.` }));
+    }
+    if (viewer.cookie && (!this.sameOrigin(req) || !this.sessions.csrfMatches(viewer.session, form?.get('csrf') ?? undefined))) {
+      return this.page(res, 403, errorPage({ viewer, title: 'Refused', message: html`This request did not come from a page of this server. <a href="/">Open the builds</a> and use the engine's ${draining ? 'Drain' : 'Resume'} button.` }));
+    }
+    try {
+      await setDraining(this.deps, name, draining, 'monitor');
+    } catch (err) {
+      if (!(err instanceof HttpError)) throw err;
+      return this.page(res, err.status, errorPage({ viewer, title: 'No such engine', message: html`This server has no engine ${/^[a-z0-9-]{1,32}$/.test(name) ? name : 'by that name'}. <a href="/">See the engines it has</a>.` }));
+    }
+    this.pushEngines();
+    res.writeHead(303, { Location: '/', 'Cache-Control': 'no-store' });
+    res.end();
+    return true;
   }
 
   private badge(res: ServerResponse, serviceId: string): boolean {

@@ -1,3 +1,4 @@
+import type { EngineView } from '../../../engines/types.js';
 import type { BuildStatus, BuildSummary } from '../../../model/build.js';
 import { formatAgo, formatBytes, formatDuration, html, type Html } from './html.js';
 import { slug } from './log-model.js';
@@ -64,6 +65,9 @@ export function shortRevision(summary: BuildSummary): { label: string; commit?: 
   return { label: rev.length > 40 ? `${rev.slice(0, 40)}…` : rev, commit: commit && commit !== rev ? commit : undefined };
 }
 
+/** The engine a build was placed on (issue 19): none while it waits, nor for builds of before. */
+export const engineOf = (summary: BuildSummary): string | undefined => (summary as { engine?: string }).engine;
+
 export type Group = 'running' | 'queued' | 'recent';
 export const groupOf = (status: BuildStatus): Group => (status === 'running' ? 'running' : status === 'queued' ? 'queued' : 'recent');
 
@@ -95,7 +99,7 @@ export function buildRow(summary: BuildSummary, extra: RowExtra = {}): Html {
 <td class="c-build"><a class="svc" href="${link}">${summary.service_id}</a><div class="sub">${detail}</div></td>
 <td class="c-rev"><span class="k">revision</span><code>${rev.label}</code>${rev.commit ? html` <code class="sha" title="${summary.commit}">${rev.commit}</code>` : ''}</td>
 <td class="c-image"><span class="k">image</span><span class="image">${summary.image}</span><span class="tags">${summary.tags.map((t) => html`<span class="tag">${t}</span>`)}</span></td>
-<td class="c-source"><span class="k">source</span><span class="source src-${summary.source}">${summary.source}</span></td>
+<td class="c-source"><span class="k">source</span><span class="source src-${summary.source}">${summary.source}</span>${engineOf(summary) ? html` <span class="on-engine" title="the Docker engine it built on">on <span class="engine-name">${engineOf(summary)}</span></span>` : ''}</td>
 <td class="c-dur"><span class="k">duration</span>${running || summary.status === 'queued'
     ? html`<span class="ticking" data-elapsed-since="${since}">${formatDuration((Date.now() - Date.parse(since)) / 1000)}</span>`
     : formatDuration(summary.duration)}</td>
@@ -108,6 +112,7 @@ const GROUP_TITLES: Record<Group, string> = { running: 'Running', queued: 'Queue
 export function listPage(opts: {
   viewer: Viewer; rows: Array<{ summary: BuildSummary; extra: RowExtra }>; services: string[];
   filter: { service_id?: string; status?: string }; origin: string; sshPort?: number; limit: number; empty: boolean;
+  engines?: EngineView[];
 }): string {
   const groups: Record<Group, Html[]> = { running: [], queued: [], recent: [] };
   for (const { summary, extra } of opts.rows) groups[groupOf(summary.status)].push(buildRow(summary, extra));
@@ -117,6 +122,7 @@ export function listPage(opts: {
   <h1>Builds</h1>
   <span class="live-state" id="live-state" role="status" aria-live="polite"></span>
 </div>
+${opts.engines?.length ? enginesStrip(opts.engines, opts.viewer) : ''}
 <form class="filters" method="get" action="/" id="filters" role="search" aria-label="Filter builds">
   <label>Service
     <select name="service_id">
@@ -140,7 +146,7 @@ ${(['running', 'queued', 'recent'] as Group[]).map((g) => html`
 <section class="group" id="group-${g}" aria-labelledby="h-${g}"${groups[g].length || g === 'recent' ? '' : html` hidden`}>
   <h2 id="h-${g}">${GROUP_TITLES[g]} <span class="count">${groups[g].length}</span></h2>
   <table class="builds">
-    <thead><tr><th>Status</th><th>Build</th><th>Revision</th><th>Image and tags</th><th>Source</th><th>Duration</th><th>When</th></tr></thead>
+    <thead><tr><th>Status</th><th>Build</th><th>Revision</th><th>Image and tags</th><th>Source, engine</th><th>Duration</th><th>When</th></tr></thead>
     <tbody>${groups[g]}</tbody>
   </table>
   ${g === 'recent' ? html`<p class="none"${groups.recent.length ? html` hidden` : ''}>${filtered ? 'No finished build matches this filter.' : 'No finished builds yet.'}</p>` : ''}
@@ -149,6 +155,30 @@ ${opts.rows.length >= opts.limit ? html`<p class="more">Showing the ${opts.limit
 </div>`;
   return layout({ title: 'Builds', viewer: opts.viewer, body, script: 'browser-list.js', bodyClass: 'list' });
 }
+
+/**
+ * The engines builds are placed on (issue 19): up or down, draining, running of slots, and for a
+ * full-access session a Drain and a Resume form (the one that applies shown; the list's script
+ * flips them as the state changes). Forms post with the session's CSRF token, like Build and Cancel.
+ */
+export function enginesStrip(engines: EngineView[], viewer: Viewer): Html {
+  const full = viewer.session?.access === 'full';
+  const csrf = viewer.cookie && viewer.session ? html`<input type="hidden" name="csrf" value="${viewer.session.csrf}">` : '';
+  const form = (e: EngineView, action: 'drain' | 'resume', shown: boolean) => html`<form method="post" action="/engines/${encodeURIComponent(e.name)}/${action}" class="inline e-${action}"${shown ? '' : html` hidden`}>${csrf}<button class="button small${action === 'drain' ? ' danger' : ''}" type="submit" title="${action === 'drain' ? `No new build goes to ${e.name}; its running builds finish` : `${e.name} takes builds again`}">${action === 'drain' ? 'Drain' : 'Resume'}</button></form>`;
+  return html`<section class="engines" id="engines" aria-label="Docker engines">
+<h2 class="visually-hidden">Engines</h2>
+<ul class="engine-list">${engines.map((e) => html`<li class="engine-card card e-${e.state}${e.draining ? ' e-draining' : ''}" id="engine-${e.name}" data-engine="${e.name}" title="${e.url}">
+  <span class="e-dot" aria-hidden="true"></span>
+  <span class="engine-name">${e.name}</span>
+  <span class="e-state">${engineStateWord(e)}</span>
+  <span class="e-load"><span class="e-running">${e.running}</span> of <span class="e-slots">${e.slots}</span> running</span>
+  ${full ? html`${form(e, 'drain', !e.draining)}${form(e, 'resume', e.draining)}` : ''}
+</li>`)}</ul>
+</section>`;
+}
+
+/** The engine's state in words: never colour alone. */
+export const engineStateWord = (e: Pick<EngineView, 'state' | 'draining'>) => `${e.state === 'up' ? 'up' : 'down'}${e.draining ? ', draining' : ''}`;
 
 /** No build yet: the commands that start one. */
 function emptyState(origin: string, sshPort: number | undefined): Html {
@@ -207,6 +237,7 @@ ${summary.error ? html`<p class="error-line" role="alert"><strong>${summary.erro
   ${fact('Image', html`<span class="image">${summary.image}</span>`)}
   ${fact('Tags', html`<span class="tags">${summary.tags.map((t) => html`<span class="tag">${t}</span>`)}</span>`)}
   ${summary.digest ? fact('Digest', html`<code class="digest">${summary.digest}</code>`, 'wide') : ''}
+  ${engineOf(summary) ? fact('Engine', html`<span class="engine-name">${engineOf(summary)}</span>`) : ''}
   ${fact('Source', summary.trigger ? `${summary.source}: ${summary.trigger.project} ${summary.trigger.ref}${summary.trigger.forge ? ` from ${summary.trigger.forge}` : ''}${summary.trigger.pusher ? `, pushed by ${summary.trigger.pusher}` : ''}${summary.trigger.delivery ? ` (delivery ${summary.trigger.delivery})` : ''}` : summary.source)}
   ${summary.commit_statuses?.length ? fact('Commit statuses', html`<ul class="statuses">${summary.commit_statuses.map((s) => html`<li class="${s.ok ? 'ok' : 'bad'}">${s.forge} <code>${s.sent}</code> ${s.ok ? 'posted' : 'not posted'} (${s.attempts} attempt${s.attempts === 1 ? '' : 's'}${s.http ? `, HTTP ${s.http}` : ''})${s.ok || !s.error ? '' : html`: <span class="muted">${s.error}</span>`}</li>`)}</ul>`, 'wide') : ''}
   ${fact('Queued', html`<time datetime="${summary.created_at}" title="${summary.created_at}">${new Date(summary.created_at).toISOString().replace('T', ' ').slice(0, 19)} UTC</time>`)}

@@ -216,6 +216,16 @@ details.step > summary:hover { background: #161b22; }
 .problem { max-width: 640px; margin: 40px auto; padding: 28px; }
 .problem h1 { font-size: 20px; margin-bottom: 8px; }
 
+.on-engine { font-size: 12px; color: var(--muted); white-space: nowrap; } .on-engine .engine-name, .fact .engine-name { font-family: var(--mono); font-size: 12.5px; }
+.engines { margin: 0 0 16px; }
+.engine-list { list-style: none; margin: 0; padding: 0; display: flex; flex-wrap: wrap; gap: 10px; }
+.engine-card { display: flex; align-items: center; gap: 10px; padding: 7px 12px; }
+.engine-card .engine-name { font-family: var(--mono); font-weight: 650; }
+.e-dot { width: 9px; height: 9px; border-radius: 50%; background: var(--ok); flex: none; }
+.e-down .e-dot { background: var(--fail); } .e-draining .e-dot { background: var(--aband); }
+.e-state { font-size: 12px; font-weight: 600; color: var(--ok); } .e-down .e-state { color: var(--fail); } .e-draining .e-state { color: var(--aband); }
+.e-load { font-size: 12.5px; color: var(--muted); }
+.button.small { padding: 2px 9px; font-size: 12px; line-height: 18px; }
 @media (max-width: 760px) {
   main { padding: 14px 12px 32px; }
   .topbar { padding: 10px 12px; gap: 12px; }
