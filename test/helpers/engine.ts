@@ -33,11 +33,16 @@ export class SecondEngine {
     execFileSync('ip', ['addr', 'add', `10.231.210.${(process.pid % 16) * 16 + 1}/28`, 'dev', this.bridge]);
     execFileSync('ip', ['link', 'set', this.bridge, 'up']);
     this.tcpPort = await freePort('127.0.0.1');
+    if (hasIpv6Loopback()) this.tcp6Port = await freePort('::1');
+    await this.spawnDaemon();
+    // The base image the test repositories build FROM, without a registry to pull it from.
+    execFileSync('bash', ['-c', `set -o pipefail; docker save ${testEnv().busyboxImage} | docker -H unix://${this.socket} load -q`], { stdio: 'ignore' });
+  }
+
+  /** Starts dockerd on the engine's data, sockets and ports (again, after halt()) and waits until it answers. */
+  private async spawnDaemon(): Promise<void> {
     const hosts = ['--host', `unix://${this.socket}`, '--host', `tcp://127.0.0.1:${this.tcpPort}`];
-    if (hasIpv6Loopback()) {
-      this.tcp6Port = await freePort('::1');
-      hosts.push('--host', `tcp://[::1]:${this.tcp6Port}`);
-    }
+    if (this.tcp6Port !== undefined) hosts.push('--host', `tcp://[::1]:${this.tcp6Port}`);
     const server = path.join(this.dir, 'server');
     this.child = spawn('dockerd', [
       ...hosts, '--tlsverify', '--tlscacert', path.join(server, 'ca.pem'), '--tlscert', path.join(server, 'cert.pem'), '--tlskey', path.join(server, 'key.pem'),
@@ -51,8 +56,25 @@ export class SecondEngine {
       if (Date.now() > deadline || this.child.exitCode !== null) throw new Error(`the second dockerd did not come up:\n${log}`);
       await sleep(250);
     }
-    // The base image the test repositories build FROM, without a registry to pull it from.
-    execFileSync('bash', ['-c', `set -o pipefail; docker save ${testEnv().busyboxImage} | docker -H unix://${this.socket} load -q`], { stdio: 'ignore' });
+  }
+
+  /** Stops dockerd as an operator or a host shutdown would (SIGTERM, its containers stopped); the data stays for restart(). */
+  async halt(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await Promise.race([exited, sleep(30_000)]);
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  }
+
+  /** Starts dockerd again after halt(), on the same data, sockets and ports. */
+  async restart(): Promise<void> {
+    await this.halt();
+    await this.spawnDaemon();
   }
 
   /** Runs the docker CLI against this engine's unix socket; returns stdout, or undefined on failure when quiet. */
