@@ -186,7 +186,8 @@ export const errors = {
     ),
   /** The same loss, named once the build knows which of the server's engines it was (--engine). */
   engineLostOn: (err: BuildError, engine: string) =>
-    new BuildError('EENGINELOST', err.message.replace(/^the Docker engine went away/, `the Docker engine "${engine}" went away`), err.exitCode, { cause: err }),
+    // Both forms of the loss: the engine went away (socket cut) or stopped (it ended the container).
+    new BuildError('EENGINELOST', err.message.replace(/^the Docker engine (went away|stopped)/, `the Docker engine "${engine}" $1`), err.exitCode, { cause: err }),
   engineStopped: (doing: string, exitCode: number) =>
     new BuildError(
       'EENGINELOST',
