@@ -66,7 +66,7 @@ export function shortRevision(summary: BuildSummary): { label: string; commit?: 
 }
 
 /** The engine a build was placed on (issue 19): none while it waits, nor for builds of before. */
-export const engineOf = (summary: BuildSummary): string | undefined => (summary as { engine?: string }).engine;
+export const engineOf = (summary: BuildSummary): string | undefined => summary.engine;
 
 export type Group = 'running' | 'queued' | 'recent';
 export const groupOf = (status: BuildStatus): Group => (status === 'running' ? 'running' : status === 'queued' ? 'queued' : 'recent');
