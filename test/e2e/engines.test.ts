@@ -240,9 +240,11 @@ describe('several engines', () => {
   describe('slots, spilling and an engine lost during a build', () => {
     const slow = (id: string, seconds: number) => ({ id, seconds });
     const ab = [{ name: 'a', weight: 1 }, { name: 'b', weight: 1 }];
+    before(async () => {
+      await start([`${engineA()},slots=1`, engineB(',slots=1')], ['--affinity-wait', '1']);
+    });
 
     it('holds one build per engine with slots=1; with --affinity-wait 1 a build whose engine is busy spills to the free one', async () => {
-      await start([`${engineA()},slots=1`, engineB(',slots=1')], ['--affinity-wait', '1']);
       const picked = servicesFor({ a: 2, b: 1 }, 'slot');
       const [onA, waiting] = picked.filter((s) => s.prefers === 'a').map((s) => s.id);
       const onB = picked.find((s) => s.prefers === 'b')!.id;
