@@ -5,6 +5,9 @@ set -u
 dir=$BUILDBOT_TEST_DIR
 stop() { [[ -f $1 ]] && kill "$(cat "$1")" 2>/dev/null; rm -f "$1"; }
 stop "$dir/githost/sshd.pid"
+# The test cluster first: its files go with the test dir below.
+[[ -x $dir/postgres-ctl.sh ]] && "$dir/postgres-ctl.sh" stop -m fast >/dev/null 2>&1
+[[ -f $dir/postgres.dir ]] && rm -rf "$(cat "$dir/postgres.dir")"
 stop "$dir/registry.pid"
 if docker info >/dev/null 2>&1; then
   ids=$(docker ps -aq --filter label=io.buildbot.build)

@@ -12,6 +12,16 @@ export interface TestEnv {
   reposDir: string;
   keysDir: string;
   busyboxImage: string;
+  /** The test cluster's database, postgres://USER@127.0.0.1:PORT/DB: no password in it. */
+  postgresUrl: string;
+  postgresPassword: string;
+  /** A file holding the password alone (mode 0600). */
+  postgresPasswordFile: string;
+  /** pg_ctl of the test cluster as its owner: `postgresCtl start`, `stop -m fast`, `restart -m fast`. */
+  postgresCtl: string;
+  /** PostgreSQL's programs (initdb, pg_ctl, pg_dump, psql), off PATH on Debian. */
+  postgresBin: string;
+  haproxy: string;
   dir: string;
 }
 
