@@ -118,7 +118,7 @@ describe('PostgreSQL store foundations (issue 20)', () => {
 
   after(async () => {
     // A test that stopped the cluster and failed must not leave it stopped for the files after it.
-    await postgresCtl('start').catch(() => {});
+    await postgresCtl('status').catch(() => postgresCtl('start')).catch(() => {});
     for (const close of closers) await close().catch(() => {});
     await Promise.all(pools.map((p) => p.end().catch(() => {})));
   });
