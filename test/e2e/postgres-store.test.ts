@@ -348,10 +348,14 @@ describe('PostgreSQL store foundations (issue 20)', () => {
         // of 100 bytes (about 300 KB of JSON) with a step in the middle, far past the 64 KiB bound.
         for (let s = 2; s <= 100; s++) writer.append(whole, s === 100 ? exit(s) : output(s));
         const line = 'x'.repeat(99) + '\n';
+        let most = 0;
         for (let s = 2; s <= 2001; s++) {
           writer.append(chatty, s === 1000 ? { seq: s, time: new Date().toISOString(), type: 'step', name: 'image', phase: 'start' } : output(s, line));
+          most = Math.max(most, writer.bufferedBytes);
           if (s % 200 === 0) await sleep(20);
         }
+        // The bound, give or take what is never cut: the step record and the newest output line.
+        assert.ok(most <= 64 * 1024 + 1024, `${most} bytes waited`);
         writer.append(chatty, exit(2002));
         await eventually(() => writer.degraded, 'the writer says it is degraded', 5_000);
         assert.equal(await writer.drain(300), false, 'nothing can be written while the database is away');
@@ -364,8 +368,11 @@ describe('PostgreSQL store foundations (issue 20)', () => {
       const rows = await storedRows(pool, chatty);
       assertNoGap(rows, 2002);
       const cuts = rows.filter((r) => r.type === 'cut').map((r) => JSON.parse(r.payload.toString()));
-      assert.ok(cuts.length >= 1 && cuts.length <= 2, `cuts: ${JSON.stringify(cuts)}`);
+      // Usually one cut before the step and one after; records that were on their way in a batch
+      // when newer ones were cut stay, and split a cut in two.
+      assert.ok(cuts.length >= 1, 'output was cut');
       assert.equal(cuts.reduce((n, c) => n + c.bytes, 0), writer.stats.droppedBytes);
+      assert.equal(cuts.reduce((n, c) => n + c.records, 0), writer.stats.droppedRecords);
       assert.ok(rows.some((r) => r.type === 'step' && r.seq === 1000), 'a step record is never cut');
       assert.equal(rows.at(-1)!.type, 'exit');
       assert.equal(rows.at(-2)!.seq, 2001, 'the newest output is kept');

@@ -116,6 +116,11 @@ export class RecordWriter {
     return this.failingSince > 0;
   }
 
+  /** JSON bytes waiting (a batch on its way included), held within maxBufferedBytes by cutting. */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
   /** Records waiting to be written. */
   get waiting(): number {
     return this.pending;
@@ -255,7 +260,7 @@ export class RecordWriter {
         const queue = this.queues.get(id);
         const rest = queue ? queue.entries.slice(queue.start) : [];
         this.queues.delete(id); // re-inserted: the map's order is the order of sending
-        this.queues.set(id, { entries: [...entries, ...rest], start: 0, dropFrom: 0 });
+        this.queues.set(id, { entries: this.mergeCuts([...entries, ...rest]), start: 0, dropFrom: 0 });
       }
       if (!isConnectionError(err)) this.options.log?.('database-records-failed', { error: this.describe(err) });
       throw err;
@@ -268,6 +273,27 @@ export class RecordWriter {
       }
     }
     return full;
+  }
+
+  /**
+   * One cut where two made here meet: output cut while a batch was away (its own cut with it)
+   * and output cut from the records that came meanwhile are one stretch again once it is back.
+   */
+  private mergeCuts(entries: Entry[]): Entry[] {
+    let previous: Entry | undefined;
+    for (const entry of entries) {
+      if (entry.gone) continue;
+      const mine = entry.type === 'cut' && entry.line === undefined;
+      if (mine && previous) {
+        entry.dataBytes += previous.dataBytes;
+        entry.cutRecords = (entry.cutRecords ?? 1) + (previous.cutRecords ?? 1);
+        previous.gone = true;
+        this.buffered -= previous.weight;
+        this.pending--;
+      }
+      previous = mine ? entry : undefined;
+    }
+    return entries;
   }
 
   /** Drops waiting output, oldest first, this build's then others', until within the bound. */
