@@ -13,6 +13,8 @@ import { BuildError } from '../../src/model/errors.js';
 import { createPool, describeError } from '../../src/store/postgres/pool.js';
 import { followRecords, RecordListener, RecordWriter, type StoredRecord } from '../../src/store/postgres/records.js';
 import { migrate, MIGRATION_LOCK, SCHEMA_VERSION } from '../../src/store/postgres/schema.js';
+import { releaseService, takeService } from '../../src/store/postgres/services.js';
+import { sharedSetting } from '../../src/store/postgres/settings.js';
 import { databaseSettings, parseDatabaseUrl, type DatabaseSettings } from '../../src/store/postgres/url.js';
 import { testEnv } from '../helpers/env.js';
 import { startTcpRelay } from '../helpers/tcp-relay.js';
@@ -185,6 +187,58 @@ describe('PostgreSQL store foundations (issue 20)', () => {
       await pool.query('UPDATE builds SET holds_service = false');
       const results = await Promise.allSettled([a, b].map((id) => pool.query('UPDATE builds SET holds_service = true WHERE id = $1', [id])));
       assert.deepEqual(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+    });
+  });
+
+  describe('shared state', () => {
+    it('three replicas taking builds of one service: one holder at a time, in submit order', async () => {
+      const { pool, name } = await freshDatabase();
+      const ids: string[] = [];
+      for (let i = 0; i < 24; i++) {
+        ids.push(newBuildId());
+        await pool.query(`INSERT INTO builds (id, service_id, status, created_at, replica, summary) VALUES ($1, 'svc', 'queued', now(), $2, '{}')`, [ids[i], `r${i % 3}`]);
+      }
+      const replicas = [0, 1, 2].map(() => poolFor(settingsFor(name), 2));
+      const ran: string[] = [];
+      let holders = 0;
+      let most = 0;
+      // Each replica tries its own builds over and over, as waiting builds do when a service frees up.
+      await Promise.all(
+        replicas.map(async (replica, r) => {
+          const mine = ids.filter((_, i) => i % 3 === r);
+          const deadline = Date.now() + 30_000;
+          while (mine.length && Date.now() < deadline) {
+            for (const id of [...mine]) {
+              if (!(await takeService(replica, id))) continue;
+              most = Math.max(most, ++holders);
+              ran.push(id);
+              await pool.query(`UPDATE builds SET status = 'running' WHERE id = $1`, [id]);
+              await sleep(5);
+              holders--;
+              await pool.query(`UPDATE builds SET status = 'succeeded' WHERE id = $1`, [id]);
+              await releaseService(replica, id);
+              mine.splice(mine.indexOf(id), 1);
+            }
+            await sleep(2);
+          }
+        }),
+      );
+      assert.deepEqual(ran, ids, 'every build ran, in the order they were submitted');
+      assert.equal(most, 1, 'never two holders of the service');
+      // A build that is not first in line does not take a free service.
+      const [first, second] = [newBuildId(), newBuildId()];
+      for (const id of [first, second]) await pool.query(`INSERT INTO builds (id, service_id, status, created_at, replica, summary) VALUES ($1, 'other', 'queued', now(), 'r', '{}')`, [id]);
+      assert.equal(await takeService(pool, second), false);
+      assert.equal(await takeService(pool, first), true);
+      assert.equal(await takeService(pool, first), false, 'already held');
+    });
+
+    it('a setting shared by the fleet: replicas asking at once all get the first value written', async () => {
+      const { name } = await freshDatabase();
+      const values = await Promise.all([0, 1, 2, 3].map(() => sharedSetting(poolFor(settingsFor(name), 1), 'session_key', () => randomBytes(32))));
+      assert.equal(values[0].length, 32);
+      for (const value of values) assert.deepEqual(value, values[0]);
+      assert.deepEqual(await sharedSetting(poolFor(settingsFor(name), 1), 'session_key', () => randomBytes(32)), values[0]);
     });
   });
 
