@@ -13,6 +13,7 @@ import { BuildError } from '../../src/model/errors.js';
 import { createPool, describeError } from '../../src/store/postgres/pool.js';
 import { followRecords, RecordListener, RecordWriter, type StoredRecord } from '../../src/store/postgres/records.js';
 import { migrate, MIGRATION_LOCK, SCHEMA_VERSION } from '../../src/store/postgres/schema.js';
+import { CANCELS_CHANNEL, heartbeat, reapExpired, registerReplica, requestCancel } from '../../src/store/postgres/replicas.js';
 import { releaseService, takeService } from '../../src/store/postgres/services.js';
 import { sharedSetting } from '../../src/store/postgres/settings.js';
 import { databaseSettings, parseDatabaseUrl, type DatabaseSettings } from '../../src/store/postgres/url.js';
@@ -231,6 +232,72 @@ describe('PostgreSQL store foundations (issue 20)', () => {
       assert.equal(await takeService(pool, second), false);
       assert.equal(await takeService(pool, first), true);
       assert.equal(await takeService(pool, first), false, 'already held');
+    });
+
+    it('a replica past its lease: its lease is not renewed, two reapers abandon each of its builds once, followers end', async () => {
+      const { pool, settings, name } = await freshDatabase();
+      await registerReplica(pool, { id: 'a', host: 'h', pid: 1 }, 800);
+      await registerReplica(pool, { id: 'b', host: 'h', pid: 2 }, 30_000);
+      const add = async (replica: string, status: string, holds = false) => {
+        const id = newBuildId();
+        await pool.query(`INSERT INTO builds (id, service_id, status, created_at, replica, holds_service, summary) VALUES ($1, 'svc', $2, now(), $3, $4, '{"status":"x"}')`, [id, status, replica, holds]);
+        return id;
+      };
+      const running = await add('a', 'running', true);
+      const queued = await add('a', 'queued');
+      const finished = await add('a', 'succeeded');
+      const others = await add('b', 'queued');
+      const writer = new RecordWriter(pool, { flushMs: 50, log });
+      for (let seq = 1; seq <= 3; seq++) writer.append(running, output(seq));
+      assert.ok(await writer.drain());
+      const listener = new RecordListener(settings.config, { log });
+      listener.start();
+      closers.push(() => listener.close());
+      const following = collect(followRecords(pool, listener, running), 20_000);
+      assert.deepEqual(await heartbeat(pool, 'a', 800), { alive: true, cancels: [] });
+      assert.deepEqual(await reapExpired(pool, 'b'), [], 'a lease that has not run out is not reaped');
+      await sleep(1200);
+      assert.deepEqual(await heartbeat(pool, 'a', 800), { alive: false, cancels: [] }, 'an expired lease is not renewed');
+      const reaped = (await Promise.all([reapExpired(poolFor(settingsFor(name), 1), 'b'), reapExpired(poolFor(settingsFor(name), 1), 'b')])).flat();
+      assert.deepEqual(reaped.map((r) => r.id).sort(), [running, queued].sort());
+      const statuses = (await pool.query('SELECT id, status, holds_service, summary FROM builds ORDER BY submit_order')).rows;
+      assert.deepEqual(statuses.map((r) => [r.id, r.status, r.holds_service]), [
+        [running, 'abandoned', false],
+        [queued, 'abandoned', false],
+        [finished, 'succeeded', false],
+        [others, 'queued', false],
+      ]);
+      assert.equal(statuses[0].summary.exit_code, null);
+      const records = await following;
+      assert.deepEqual(records.map((r) => r.seq), [1, 2, 3, 4]);
+      const exitRecord = JSON.parse(records[3].line.toString());
+      assert.deepEqual({ ...exitRecord, time: undefined }, { seq: 4, time: undefined, type: 'exit', code: null, status: 'abandoned' });
+      assert.ok(!Number.isNaN(Date.parse(exitRecord.time)));
+      assert.deepEqual((await storedRows(pool, queued)).map((r) => [r.seq, r.type]), [[1, 'exit']]);
+      assert.equal(await takeService(pool, others), true, 'the service is free again');
+      assert.equal((await heartbeat(pool, 'b', 30_000)).alive, true);
+      await writer.close();
+    });
+
+    it('a cancel from any replica: announced at once, and seen by the owner at its heartbeat', async () => {
+      const { pool, settings } = await freshDatabase();
+      await registerReplica(pool, { id: 'owner', host: 'h', pid: 1 }, 30_000);
+      const id = newBuildId();
+      await pool.query(`INSERT INTO builds (id, service_id, status, created_at, replica, summary) VALUES ($1, 'svc', 'running', now(), 'owner', '{}')`, [id]);
+      const client = new pg.Client(settings.config);
+      client.on('error', () => {});
+      await client.connect();
+      const heard: string[] = [];
+      client.on('notification', (m) => m.channel === CANCELS_CHANNEL && heard.push(m.payload ?? ''));
+      await client.query(`LISTEN ${CANCELS_CHANNEL}`);
+      assert.equal(await requestCancel(pool, id), true);
+      await eventually(() => heard.length === 1, 'the cancel is announced', 5_000);
+      assert.deepEqual(heard, [id]);
+      assert.deepEqual(await heartbeat(pool, 'owner', 30_000), { alive: true, cancels: [id] });
+      await pool.query(`UPDATE builds SET status = 'cancelled' WHERE id = $1`, [id]);
+      assert.equal(await requestCancel(pool, id), false, 'a finished build is not marked');
+      assert.deepEqual((await heartbeat(pool, 'owner', 30_000)).cancels, []);
+      await client.end();
     });
 
     it('a setting shared by the fleet: replicas asking at once all get the first value written', async () => {
