@@ -107,6 +107,9 @@ SQL
 }
 start_postgres >"$dir/postgres-start.log" 2>&1 &
 postgres_job=$!
+# Whatever fails below, this script ends only after that job: down.sh then finds the cluster to stop
+# (a postmaster started after down.sh ran would outlive the test dir).
+trap 'wait "$postgres_job" 2>/dev/null' EXIT
 
 # --- Docker engine -----------------------------------------------------------
 if ! docker info >/dev/null 2>&1; then
