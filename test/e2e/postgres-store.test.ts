@@ -13,7 +13,7 @@ import { BuildError } from '../../src/model/errors.js';
 import { createPool, describeError } from '../../src/store/postgres/pool.js';
 import { followRecords, RecordListener, RecordWriter, type StoredRecord } from '../../src/store/postgres/records.js';
 import { migrate, MIGRATION_LOCK, SCHEMA_VERSION } from '../../src/store/postgres/schema.js';
-import { CANCELS_CHANNEL, heartbeat, reapExpired, registerReplica, requestCancel } from '../../src/store/postgres/replicas.js';
+import { heartbeat, reapExpired, registerReplica, requestCancel } from '../../src/store/postgres/replicas.js';
 import { releaseService, takeService } from '../../src/store/postgres/services.js';
 import { sharedSetting } from '../../src/store/postgres/settings.js';
 import { databaseSettings, parseDatabaseUrl, type DatabaseSettings } from '../../src/store/postgres/url.js';
@@ -284,20 +284,23 @@ describe('PostgreSQL store foundations (issue 20)', () => {
       await registerReplica(pool, { id: 'owner', host: 'h', pid: 1 }, 30_000);
       const id = newBuildId();
       await pool.query(`INSERT INTO builds (id, service_id, status, created_at, replica, summary) VALUES ($1, 'svc', 'running', now(), 'owner', '{}')`, [id]);
-      const client = new pg.Client(settings.config);
-      client.on('error', () => {});
-      await client.connect();
+      const listener = new RecordListener(settings.config, { log });
+      listener.start();
+      closers.push(() => listener.close());
       const heard: string[] = [];
-      client.on('notification', (m) => m.channel === CANCELS_CHANNEL && heard.push(m.payload ?? ''));
-      await client.query(`LISTEN ${CANCELS_CHANNEL}`);
+      listener.onCancel((buildId) => heard.push(buildId));
+      await eventually(() => listener.connected);
+      const started = Date.now();
       assert.equal(await requestCancel(pool, id), true);
       await eventually(() => heard.length === 1, 'the cancel is announced', 5_000);
       assert.deepEqual(heard, [id]);
+      assert.ok(Date.now() - started < 2000, 'within the 2 s the issue allows');
       assert.deepEqual(await heartbeat(pool, 'owner', 30_000), { alive: true, cancels: [id] });
       await pool.query(`UPDATE builds SET status = 'cancelled' WHERE id = $1`, [id]);
       assert.equal(await requestCancel(pool, id), false, 'a finished build is not marked');
       assert.deepEqual((await heartbeat(pool, 'owner', 30_000)).cancels, []);
-      await client.end();
+      // The same connection still follows records: one listener per replica hears both channels.
+      assert.equal(listener.connects, 1);
     });
 
     it('a setting shared by the fleet: replicas asking at once all get the first value written', async () => {

@@ -2,10 +2,8 @@ import pg from 'pg';
 import type { ServerLog } from '../../log/server-log.js';
 import type { BuildRecord, CutRecord } from '../../model/build.js';
 import { recordJson, textBytes } from '../../model/record-json.js';
+import { CANCELS_CHANNEL, RECORDS_CHANNEL } from './channels.js';
 import { describeError, isConnectionError } from './pool.js';
-
-/** The channel every replica's listener hears; the payload is `BUILD_ID:LAST_SEQ`, a few dozen bytes (the limit is 8000). */
-export const RECORDS_CHANNEL = 'buildbot_records';
 
 /** A stored record as readers send it: the record's JSON line (no newline), with its seq and type. */
 export interface StoredRecord {
@@ -365,7 +363,7 @@ export interface ListenerOptions {
 }
 
 /**
- * The one LISTEN connection of a replica: a plain Client of its own, never a pooled one (the pool
+ * The one LISTEN connection of a replica (records and cancels): a plain Client of its own, never a pooled one (the pool
  * closes idle connections, and the LISTEN with them). Followers subscribe by build id and are
  * woken by a notification for their build, and all of them after every (re)connect: notifications
  * sent while the connection was down are lost, so each follower reads again from its cursor.
@@ -374,6 +372,7 @@ export interface ListenerOptions {
 export class RecordListener {
   private client: pg.Client | undefined;
   private readonly subscribers = new Map<string, Set<() => void>>();
+  private readonly cancelHandlers = new Set<(buildId: string) => void>();
   private aliveTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private retryMs: number;
@@ -406,6 +405,15 @@ export class RecordListener {
     };
   }
 
+  /**
+   * Calls `handler` with the id of each build a cancel is announced for, on any replica. A cancel
+   * announced while the connection was down is not heard: the owner's heartbeat reads the marks.
+   */
+  onCancel(handler: (buildId: string) => void): () => void {
+    this.cancelHandlers.add(handler);
+    return () => this.cancelHandlers.delete(handler);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.retryTimer);
@@ -425,13 +433,17 @@ export class RecordListener {
     client.on('error', (err) => this.lost(client, err));
     client.on('end', () => this.lost(client));
     client.on('notification', (message) => {
+      if (message.channel === CANCELS_CHANNEL) {
+        for (const handler of this.cancelHandlers) handler(message.payload ?? '');
+        return;
+      }
       const colon = message.payload?.lastIndexOf(':') ?? -1;
       const set = colon > 0 ? this.subscribers.get(message.payload!.slice(0, colon)) : undefined;
       if (set) for (const wake of set) wake();
     });
     try {
       await client.connect();
-      await client.query(`LISTEN ${RECORDS_CHANNEL}`);
+      await client.query(`LISTEN ${RECORDS_CHANNEL}; LISTEN ${CANCELS_CHANNEL}`);
     } catch (err) {
       this.connecting = false;
       destroy(client);

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { RECORDS_CHANNEL } from './records.js';
+import { CANCELS_CHANNEL, RECORDS_CHANNEL } from './channels.js';
 
 /**
  * Replicas and their leases. Each replica renews its lease with a heartbeat every few seconds; one
@@ -9,9 +9,6 @@ import { RECORDS_CHANNEL } from './records.js';
  * its lease learns at its next heartbeat that its builds are no longer its own, and must stop them
  * before pushing anything.
  */
-
-/** The channel a cancel asked for on any replica is announced on; the payload is the build id. */
-export const CANCELS_CHANNEL = 'buildbot_cancels';
 
 export interface ReplicaIdentity {
   id: string;
