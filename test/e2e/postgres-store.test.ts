@@ -8,8 +8,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { newBuildId } from '../../src/model/build-id.js';
-import type { BuildRecord } from '../../src/model/build.js';
+import type { BuildRecord, BuildStatus, BuildSummary } from '../../src/model/build.js';
 import { BuildError } from '../../src/model/errors.js';
+import { getBuild, listBuilds, pruneService, saveBuild } from '../../src/store/postgres/builds.js';
 import { createPool, describeError } from '../../src/store/postgres/pool.js';
 import { followRecords, RecordListener, RecordWriter, type StoredRecord } from '../../src/store/postgres/records.js';
 import { migrate, MIGRATION_LOCK, SCHEMA_VERSION } from '../../src/store/postgres/schema.js';
@@ -301,6 +302,39 @@ describe('PostgreSQL store foundations (issue 20)', () => {
       assert.deepEqual((await heartbeat(pool, 'owner', 30_000)).cancels, []);
       // The same connection still follows records: one listener per replica hears both channels.
       assert.equal(listener.connects, 1);
+    });
+
+    it('summaries: saved, updated, listed running-queued-newest, never revived once final, pruned per service with their records', async () => {
+      const { pool } = await freshDatabase();
+      const summary = (service: string, status: BuildStatus, minute: number): BuildSummary => ({
+        id: newBuildId(), service_id: service, repo: 'r', revision: 'main', image: 'i', tags: [], status, exit_code: null, source: 'ssh',
+        created_at: new Date(Date.UTC(2026, 0, 1, 0, minute)).toISOString(), steps: [], output_bytes: { stdout: 0, stderr: 0 }, host: 'h', pid: 1,
+      });
+      const old = [0, 1, 2, 3].map((m) => summary('svc', 'succeeded', m));
+      const queued = summary('svc', 'queued', 5);
+      const other = summary('other', 'failed', 6);
+      for (const s of [...old, queued, other]) await saveBuild(pool, s, 'r1');
+      await saveBuild(pool, { ...queued, status: 'running', engine: 'e1', steps: [{ name: 'clone', started_at: queued.created_at }] }, 'r2');
+      const stored = await getBuild(pool, queued.id);
+      assert.equal(stored?.status, 'running');
+      assert.deepEqual(stored?.steps, [{ name: 'clone', started_at: queued.created_at }]);
+      const row = (await pool.query('SELECT replica, engine, status FROM builds WHERE id = $1', [queued.id])).rows[0];
+      assert.deepEqual(row, { replica: 'r1', engine: 'e1', status: 'running' }, 'the owner is the first saver');
+      assert.deepEqual((await listBuilds(pool, { limit: 10 })).map((b) => b.id), [queued.id, other.id, ...[...old].reverse().map((b) => b.id)]);
+      assert.deepEqual((await listBuilds(pool, { serviceId: 'svc', status: 'succeeded', limit: 2 })).map((b) => b.id), [old[3].id, old[2].id]);
+      // Abandoned by a reaper: a late save by the stalled owner does not bring it back.
+      await pool.query(`UPDATE builds SET status = 'abandoned' WHERE id = $1`, [queued.id]);
+      await saveBuild(pool, { ...queued, status: 'running' }, 'r1');
+      assert.equal((await pool.query('SELECT status FROM builds WHERE id = $1', [queued.id])).rows[0].status, 'abandoned');
+      await pool.query(`UPDATE builds SET status = 'running' WHERE id = $1`, [queued.id]);
+      const writer = new RecordWriter(pool, { flushMs: 20 });
+      writer.append(old[0].id, output(1));
+      assert.ok(await writer.drain());
+      assert.equal(await pruneService(pool, 'svc', 2), 2);
+      assert.deepEqual((await listBuilds(pool, { serviceId: 'svc', limit: 10 })).map((b) => b.id), [queued.id, old[3].id, old[2].id]);
+      assert.deepEqual(await storedRows(pool, old[0].id), [], 'the records of a pruned build go with it');
+      assert.ok(await getBuild(pool, other.id));
+      await writer.close();
     });
 
     it('a setting shared by the fleet: replicas asking at once all get the first value written', async () => {
