@@ -43,7 +43,15 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   } catch (err) {
     process.stderr.write(`buildbot: the build history in ${config.workDir} cannot be written (${(err as Error).message}); building without it\n`);
   }
-  const build = service.submit(request, 'local');
+  let build;
+  try {
+    build = service.submit(request, 'local');
+  } catch (err) {
+    // A --timeout above BUILDBOT_BUILD_TIMEOUT: refused before the build starts, as by the server.
+    if (!isBuildError(err)) throw err;
+    process.stderr.write(`error: ${err.message}\n`);
+    return err.exitCode;
+  }
   controller.signal.addEventListener('abort', () => service.cancel(build.id), { once: true });
   try {
     return await followAsText(build, io, 1);

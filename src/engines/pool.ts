@@ -177,7 +177,6 @@ export class EnginePool implements Engines {
   private async setDraining(name: string, draining: boolean): Promise<EngineView | undefined> {
     if (!this.byName.has(name)) return undefined;
     this.slots.setDraining(name, draining);
-    this.options.log(draining ? 'engine-draining' : 'engine-resumed', { engine: name });
     if (this.options.keepDrains) await this.saveDrained();
     return this.list().find((view) => view.name === name);
   }

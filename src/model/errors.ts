@@ -11,6 +11,8 @@ export const EXIT_USAGE = 2;
 export const EXIT_CANCELLED = 130;
 /** A build past its time limit, as timeout(1) exits. */
 export const EXIT_TIMEOUT = 124;
+/** sysexits' EX_TEMPFAIL: nothing was wrong with the request; the same one later may work. */
+export const EXIT_TEMPFAIL = 75;
 
 export class BuildError extends Error {
   constructor(
@@ -198,6 +200,8 @@ export const errors = {
 
   /** Every engine of the server (--engine) is down or draining: the build is refused at once. */
   noEngine: (why: string) => new BuildError('ENOENGINE', `no Docker engine can take the build: ${why}; run it again once one is back (GET /api/v1/engines shows them)`),
+  /** A build submitted while the server stops: refused by the build service, whichever front asked. */
+  shuttingDown: () => new BuildError('ESHUTTINGDOWN', 'the server is shutting down; try again once it is back', EXIT_TEMPFAIL),
   cancelled: () => new BuildError('ECANCELLED', 'build cancelled; its containers were removed', EXIT_CANCELLED),
   /** The message names who went silent, doing what, and what to check (src/docker/watchdog.ts). */
   stalled: (message: string) => new BuildError('ESTALLED', message),

@@ -1,6 +1,7 @@
 import type { Config } from '../pipeline/config.js';
 import type { EngineGrant, Engines } from '../engines/types.js';
-import { EXIT_CANCELLED, EXIT_FAILURE, isBuildError } from '../model/errors.js';
+import { errors, EXIT_CANCELLED, EXIT_FAILURE, isBuildError } from '../model/errors.js';
+import { timeLimitOf } from '../pipeline/build-signal.js';
 import { UserOutput } from '../io/output.js';
 import { createRedactor } from '../io/redact.js';
 import type { ServerLog } from '../log/server-log.js';
@@ -74,8 +75,14 @@ export class BuildService {
     this.observers.push(observer);
   }
 
-  /** Starts a build: it is queued at once and runs when its turn comes. */
+  /**
+   * Starts a build: it is queued at once and runs when its turn comes. Refused here, for every
+   * front alike, while the server stops (ESHUTTINGDOWN) and when its --timeout is above the
+   * server's limit (before it waits in line, not when its turn comes).
+   */
   submit(request: BuildRequest, source: BuildSource, trigger?: BuildTrigger): Build {
+    if (this.stopping) throw errors.shuttingDown();
+    timeLimitOf(request, this.options.config);
     const id = newBuildId();
     const onRecord: RecordObserver = (build, record, bytes) => {
       for (const observer of this.observers) observer.record?.(build, record, bytes);

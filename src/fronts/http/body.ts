@@ -110,5 +110,7 @@ export function asHttpError(err: BuildError, redact: (text: string) => string = 
   const jsonName = (flag: string) => (flag === 'tag' ? 'tags' : flag);
   const message = redact(err.message).replace(/--([a-z][a-z0-9_-]*)/g, (_, flag: string) => `"${jsonName(flag)}"`);
   const flagged = fieldOf(err);
-  return new HttpError(400, err.code, message, flagged === undefined ? undefined : jsonName(flagged));
+  // A refusal that passes (the server is stopping) is the server's state, not the request's fault.
+  const status = err.code === 'ESHUTTINGDOWN' ? 503 : 400;
+  return new HttpError(status, err.code, message, flagged === undefined ? undefined : jsonName(flagged));
 }

@@ -64,14 +64,13 @@ async function onDemand(req: IncomingMessage, res: ServerResponse, deps: HttpDep
   if (fields.tags !== undefined && (!Array.isArray(fields.tags) || fields.tags.some((t) => typeof t !== 'string') || fields.tags.length > 100)) {
     throw new HttpError(400, 'EUSAGE', '"tags" must be an array of strings, e.g. ["1.0", "latest"]', 'tags');
   }
-  if (deps.service.isStopping) throw new HttpError(503, 'ESHUTTINGDOWN', 'the server is shutting down; try again once it is back');
   let build: Build;
   try {
     build = await projects.onDemand(name, fields.ref, fields.tags as string[] | undefined, 'http');
   } catch (err) {
     if (!isBuildError(err)) throw err;
     const http = asHttpError(err);
-    throw new HttpError(400, http.code, http.message.replace(/"revision"/g, '"ref"'), http.field === 'revision' ? 'ref' : http.field);
+    throw new HttpError(http.status, http.code, http.message.replace(/"revision"/g, '"ref"'), http.field === 'revision' ? 'ref' : http.field);
   }
   deps.log('project-build', { build: build.id, project: name, ref: build.summary.trigger?.ref, via: 'http' });
   answerBuild(res, 202, build.summary, projects);

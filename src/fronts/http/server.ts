@@ -4,7 +4,6 @@ import { isBuildError } from '../../model/errors.js';
 import type { BuildService } from '../../service/service.js';
 import { FINAL_STATUSES, type BuildRecord, type BuildStatus, type BuildSummary } from '../../model/build.js';
 import { asHttpError, HttpError, readJson, requestFromJson } from './body.js';
-import { timeLimitOf } from '../../pipeline/build-signal.js';
 import { monitorFor } from './monitor/monitor.js';
 import { addressGroup } from '../address.js';
 import { HTTP_LIMIT_DEFAULTS, RETRY_AFTER_SECONDS, StreamGate, type HttpLimits } from './limits.js';
@@ -193,14 +192,17 @@ async function submit(req: IncomingMessage, res: ServerResponse, url: URL, deps:
   let request;
   try {
     request = await requestFromJson(await readJson(req));
-    // A timeout above the server's limit is refused now, not once the build's turn comes.
-    timeLimitOf(request, deps.service.config);
   } catch (err) {
     if (isBuildError(err)) throw asHttpError(err);
     throw err;
   }
-  if (deps.service.isStopping) return sendError(res, new HttpError(503, 'ESHUTTINGDOWN', 'the server is shutting down; try again once it is back'));
-  const build = deps.service.submit(request, 'http');
+  let build;
+  try {
+    build = deps.service.submit(request, 'http');
+  } catch (err) {
+    if (isBuildError(err)) throw asHttpError(err);
+    throw err;
+  }
   const location = `/api/v1/builds/${build.id}`;
   const frames = accepts(req, FRAMES_TYPE);
   const follow = flag(url, 'follow') || accepts(req, NDJSON) || frames;

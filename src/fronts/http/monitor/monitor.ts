@@ -424,7 +424,6 @@ export class Monitor {
     const ref = (form?.get('ref') ?? '').trim();
     try {
       if (!this.deps.projects) throw errors.usage('this server has no projects file');
-      if (this.deps.service.isStopping) throw errors.usage('the server is shutting down; try again once it is back');
       const build = await this.deps.projects.onDemand(name, ref, undefined, 'monitor');
       this.deps.log('project-build', { build: build.id, project: name, ref, via: 'monitor' });
       res.writeHead(303, { Location: `/builds/${build.id}`, 'Cache-Control': 'no-store' });

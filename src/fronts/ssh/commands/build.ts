@@ -1,7 +1,6 @@
 import { isBuildError } from '../../../model/errors.js';
 import { UserOutput } from '../../../io/output.js';
 import { createRedactor } from '../../../io/redact.js';
-import { timeLimitOf } from '../../../pipeline/build-signal.js';
 import { requestOrExit } from '../../../request/parse.js';
 import { followOverSsh } from './follow.js';
 import type { Command } from './types.js';
@@ -19,9 +18,10 @@ export const buildCommand: Command = {
     // No environment: a client never reaches the server's own variables.
     const request = await requestOrExit(args, {}, io);
     if (typeof request === 'number') return request;
-    // A --timeout above the server's limit is refused before the build waits in line.
+    // Refused by the service (a --timeout above the server's limit, the server stopping) before it waits in line.
+    let build;
     try {
-      timeLimitOf(request, services.config);
+      build = services.builds.submit(request, 'ssh');
     } catch (err) {
       if (!isBuildError(err)) throw err;
       const out = new UserOutput(io, createRedactor(request.secrets));
@@ -29,6 +29,6 @@ export const buildCommand: Command = {
       await out.close();
       return err.exitCode;
     }
-    return followOverSsh(services.builds.submit(request, 'ssh'), io, signal, services);
+    return followOverSsh(build, io, signal, services);
   },
 };
