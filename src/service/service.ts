@@ -33,6 +33,11 @@ export interface BuildObserver {
   record?(build: Build, record: BuildRecord, bytes?: Buffer): void;
   /** The checkout resolved the revision to this commit (before any later step runs). */
   checkedOut?(build: Build, commit: string): void;
+  /**
+   * What a list of builds shows changed: submitted, waiting, a step started or ended, output cut,
+   * the end (every record but output). The one fan-out the API's and the monitor's live lists follow.
+   */
+  changed?(build: Build): void;
 }
 
 export const DEFAULT_LOG_CAP_BYTES = 10 * 1024 * 1024;
@@ -86,10 +91,12 @@ export class BuildService {
     const id = newBuildId();
     const onRecord: RecordObserver = (build, record, bytes) => {
       for (const observer of this.observers) observer.record?.(build, record, bytes);
+      if (record.type !== 'output') for (const observer of this.observers) observer.changed?.(build);
     };
     const build = new Build(id, request, source, this.options.logCapBytes, onRecord, trigger);
     this.builds.set(id, build);
     for (const observer of this.observers) observer.submitted?.(build);
+    for (const observer of this.observers) observer.changed?.(build);
     this.options.log('build-queued', { build: id, service: request.serviceId, source });
     void this.run(build).finally(() => {
       if (!this.retainFinished) this.builds.delete(id);

@@ -304,12 +304,7 @@ class BuildWatch {
   private readonly readers = new Set<(text: (sse: boolean) => string) => void>();
 
   constructor(service: BuildService) {
-    service.observe({
-      submitted: (build) => this.tell(build.summary),
-      record: (build, record) => {
-        if (record.type !== 'output') this.tell(build.summary);
-      },
-    });
+    service.observe({ changed: (build) => this.tell(build.summary) });
   }
 
   private tell(summary: BuildSummary): void {

@@ -45,12 +45,7 @@ export class Monitor {
   constructor(private readonly deps: HttpDeps) {
     this.sessions = new Sessions(deps.tokens);
     this.signIns = new RateLimit(deps.limits?.signInsPerMinute ?? HTTP_LIMIT_DEFAULTS.signInsPerMinute, 60_000);
-    deps.service.observe({
-      submitted: (build) => this.changed(build),
-      record: (build, record) => {
-        if (record.type === 'step' || record.type === 'queued' || record.type === 'exit') this.changed(build);
-      },
-    });
+    deps.service.observe({ changed: (build) => this.changed(build) });
   }
 
   /** Serves a monitor route; false when the path is not one of the monitor's. */
