@@ -674,6 +674,70 @@ async function traceRows(): Promise<void> {
   process.stderr.write(`${traceTable.join('\n')}\n`);
 }
 
+/** The tree of row "tree": about 470 files, 40 MB in all, in 20 folders (text, as sources are). */
+function bigTree(seed: string): Files {
+  const files: Files = {};
+  for (let i = 0; i < 470; i++) {
+    const line = `${seed} file ${i} ${'x'.repeat(60)}\n`;
+    files[`src/d${i % 20}/f${i}.txt`] = line.repeat(Math.round(85_000 / line.length));
+  }
+  return files;
+}
+
+/**
+ * Row "tree" (issue 22): a 40 MB tree of ~470 files, build.sh writes one small result and the
+ * Dockerfile copies only that; a traced server (BUILDBOT_TRACE=calls). New revisions change one file
+ * and delete another; the build.sh and image steps' wall time and their share of the build.
+ */
+async function treeRows(): Promise<void> {
+  const traced = await startServer({ args: ['--max-builds', '4'], env: { BUILDBOT_TRACE: 'calls' } });
+  const repo = new GitRepo(`bench-tree-${process.pid}`);
+  repo.commit({
+    ...bigTree('v0'),
+    'build.sh': { mode: 0o755, content: `#!/bin/sh\n#build_inside_docker_image=${env.busyboxImage}\nset -e\nmkdir -p out\ncat src/d0/f0.txt | md5sum > out/sum\nls src | wc -l >> out/sum\n` },
+    Dockerfile: `FROM ${env.busyboxImage}\nCOPY out/ /app/\n`,
+  });
+  const walls: string[] = [];
+  const kinds: string[] = [];
+  try {
+    const go = async (kind: string, revision: string, i: number) => {
+      const r = await run('ours-ssh', benchArgs({ service: 'tree', repo: repo.url, revision, image: image('tree', 'ours-ssh'), tags: [`${i}`] }), undefined, traced.port);
+      if (r.code !== 0) notes.push(`Row tree: the ${kind} build ${i} exited ${r.code}.`);
+      kinds.push(kind);
+      walls.push(r.ms.toFixed(0));
+      await pause();
+    };
+    await go('first', 'main', 0);
+    for (let i = 1; i <= RUNS; i++) {
+      const sha = repo.commit({ [`src/d1/f${i}.txt`]: `changed ${i}\n`, [`src/d2/f${i + 100}.txt`]: null });
+      await go('new revision', sha, i);
+      await go('rebuild', sha, i + 100);
+    }
+  } finally {
+    await traced.stop();
+    rmSync(traced.workDir, { recursive: true, force: true });
+    repo.dispose();
+  }
+  const log = traced.log();
+  const ids = [...log.matchAll(/ build-start build=(\w+)/g)].map((m) => m[1]);
+  const per: Record<string, Record<string, number[]>> = {};
+  for (const m of log.matchAll(/ build-trace build=(\w+) step=(\S+) wall_ms=(\d+)/g)) {
+    const kind = kinds[ids.indexOf(m[1])];
+    if (kind) ((per[kind] ??= {})[m[2]] ??= []).push(+m[3]);
+  }
+  const callsOf: Record<string, string[]> = {};
+  for (const m of log.matchAll(/ build-trace-call build=(\w+) kind=engine what="([^"]+)" at_ms=(\d+) ms=(\d+)/g)) {
+    if (m[1] === ids.at(-1) || m[1] === ids.at(-2)) (callsOf[kinds[ids.indexOf(m[1])]] ??= []).push(`${m[2]} at ${m[3]} ${m[4]} ms`);
+  }
+  for (const [kind, steps] of Object.entries(per)) {
+    const med = (step: string) => (steps[step] ? stats(steps[step]).median : NaN);
+    const total = med('total');
+    const share = (step: string) => `${med(step).toFixed(0)} ms (${((100 * med(step)) / total).toFixed(0)} %)`;
+    row([`tree. 40 MB, 470 files: ${kind} (${steps.total?.length ?? 0} runs)`, '–', '–', `total ${total.toFixed(0)} ms; build.sh ${share('build.sh')}; image ${share('image')}`, '–', '–', '–', '–', '']);
+  }
+  notes.push(`Row tree: client walls in order ${kinds.map((k, i) => `${k} ${walls[i]}`).join(', ')} ms. Engine calls moving the tree (last build of each kind): ${Object.entries(callsOf).map(([k, c]) => `${k}: ${c.join('; ')}`).join(' | ')}`);
+}
+
 const BENCH_TOKEN = `bench-${randomBytes(16).toString('hex')}`;
 
 /**
@@ -811,7 +875,7 @@ async function main(): Promise<void> {
   // max-builds 10: row 6 compares ten builds at once with ten baseline scripts at once.
   server = await startServer({ args: ['--max-builds', '10', '--api-token', BENCH_TOKEN, ...SERVER_ARGS] });
   const only = process.env.BENCH_ROWS?.split(',');
-  const rows: Array<[string, () => Promise<void>]> = [['1', buildRows], ['b2b', backToBackRow], ['go', goRows], ['4', streamRow], ['5', largeRepoRow], ['6', parallelRow], ['6b', crowdRow], ['7', latencyRow], ['http', httpRow], ['trace', traceRows]];
+  const rows: Array<[string, () => Promise<void>]> = [['1', buildRows], ['b2b', backToBackRow], ['go', goRows], ['4', streamRow], ['5', largeRepoRow], ['6', parallelRow], ['6b', crowdRow], ['7', latencyRow], ['http', httpRow], ['trace', traceRows], ['tree', treeRows]];
   try {
     for (const [id, fn] of rows) if (!only || only.includes(id)) await fn();
   } finally {

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -18,9 +19,9 @@ const SMALL_FILE = 1 << 20;
  * Streams a directory as a tar, entry by entry, with paths under `prefix`. Only small files
  * are held whole; large ones go to the engine as they are read, with backpressure.
  * `mtime` replaces every entry's time: the same files then make the same bytes, whenever
- * git wrote them (the builder step hashes its context so).
+ * git wrote them (the builder step hashes its context so). `linkCheck` may refuse a link (see linksWithin).
  */
-export function packDirectory(root: string, filter: ContextFilter, prefix = '', mtime?: Date): ContextStream {
+export function packDirectory(root: string, filter: ContextFilter, prefix = '', mtime?: Date, linkCheck?: (rel: string, linkname: string) => void): ContextStream {
   const pack = tar.pack();
   const name = (rel: string) => (prefix ? (rel ? `${prefix}/${rel}` : prefix) : rel);
   const walk = async (rel: string): Promise<void> => {
@@ -37,7 +38,9 @@ export function packDirectory(root: string, filter: ContextFilter, prefix = '', 
       } else if (!included) {
         continue;
       } else if (stat.isSymbolicLink()) {
-        await addEntry(pack, { ...common, type: 'symlink', linkname: await readlink(full) });
+        const linkname = await readlink(full);
+        linkCheck?.(relPath, linkname);
+        await addEntry(pack, { ...common, type: 'symlink', linkname });
       } else if (stat.isFile() && stat.size <= SMALL_FILE) {
         const content = await readFile(full);
         await new Promise<void>((resolve, reject) => {
@@ -87,61 +90,116 @@ const YIELD_STEPS = 200_000;
  * (its content went by unread): EHARDLINK.
  */
 export function repackArchive(source: NodeJS.ReadableStream, stripPrefix: string, filter: ContextFilter): ContextStream {
-  const extract = tar.extract();
+  return repackArchives([async () => source], stripPrefix, filter, new ArchiveSources()).context;
+}
+
+/**
+ * The engine's archives being read for one context, one after the other: 'data' on each chunk
+ * (the watchdog's progress), and destroy() ends the one open (left unread it would hold the
+ * builder's lock, see containers.ts) and opens no more.
+ */
+export class ArchiveSources extends EventEmitter {
+  current?: Readable;
+  destroyed = false;
+
+  destroy(): void {
+    this.destroyed = true;
+    this.current?.destroy();
+  }
+}
+
+/** A partial context met a link it cannot follow within itself: the caller sends the whole context instead. */
+export class LinkOutOfPart extends Error {}
+
+/**
+ * A check for repackArchives of a context that holds only some top-level names: a symbolic link
+ * whose target (as BuildKit resolves it, an absolute one from the context's root) lies outside
+ * those names throws LinkOutOfPart, since a COPY through it would find nothing.
+ */
+export function linksWithin(names: readonly string[]): (inner: string, linkname: string) => void {
+  return (inner, linkname) => {
+    const resolved = path.posix.normalize(linkname.startsWith('/') ? linkname : `${path.posix.dirname(inner)}/${linkname}`).replace(/^\/+/, '');
+    if (!names.includes(resolved.split('/')[0])) throw new LinkOutOfPart(`${inner} links to ${linkname}, outside the part of the context sent`);
+  };
+}
+
+/**
+ * repackArchive over several archives in turn (getArchive of /project/NAME for a few NAMEs,
+ * entries under "NAME/": stripPrefix ''), as one context. An opener answering undefined (the
+ * path is not there) adds nothing. Each archive is asked for only once the one before it has been
+ * read to its end: never two archives of one container at once.
+ */
+export function repackArchives(opens: Array<() => Promise<NodeJS.ReadableStream | undefined>>, stripPrefix: string, filter: ContextFilter, sources: ArchiveSources, linkCheck?: (inner: string, linkname: string) => void): { context: ContextStream } {
   const pack = tar.pack();
   const out = pack as unknown as ContextStream;
-  const fail = (err: Error) => {
-    out.contextError ??= err;
-    // The engine's archive too: left unread it would hold the builder's lock (see containers.ts).
-    (source as Readable).destroy();
-    extract.destroy(err);
-    pack.destroy(err);
-  };
   // The failure is reported through contextError; an 'error' event nobody listens to would end the process.
   pack.on('error', () => {});
+  const fail = (err: Error) => {
+    out.contextError ??= err;
+    sources.destroy();
+    pack.destroy(err);
+  };
   const innerOf = (name: string) => {
     const rel = name.replace(/^\.?\/?/, '').replace(/\/$/, '');
+    if (!stripPrefix) return rel;
     return rel === stripPrefix ? '' : rel.startsWith(`${stripPrefix}/`) ? rel.slice(stripPrefix.length + 1) : undefined;
   };
   let yieldedAt = 0;
-  extract.on('entry', (header, stream, next) => {
-    const handle = () => {
-      const inner = innerOf(header.name);
-      let keep: boolean;
-      let linkname = header.linkname;
-      try {
-        keep = !!inner && KEPT_TYPES.has(header.type ?? 'file') && filter.includes(inner);
-        if (keep && header.type === 'link') {
-          const target = innerOf(header.linkname ?? '');
-          if (!target || !filter.includes(target)) throw errors.hardLink(inner!, target ?? header.linkname ?? '?');
-          linkname = target;
+  const one = (source: Readable) => new Promise<void>((resolve, reject) => {
+    const extract = tar.extract();
+    extract.on('entry', (header, stream, next) => {
+      const handle = () => {
+        const inner = innerOf(header.name);
+        let keep: boolean;
+        let linkname = header.linkname;
+        try {
+          keep = !!inner && KEPT_TYPES.has(header.type ?? 'file') && filter.includes(inner);
+          if (keep && header.type === 'link') {
+            const target = innerOf(header.linkname ?? '');
+            if (!target || !filter.includes(target)) throw errors.hardLink(inner!, target ?? header.linkname ?? '?');
+            linkname = target;
+          }
+          if (keep && header.type === 'symlink') linkCheck?.(inner!, header.linkname ?? '');
+        } catch (err) {
+          extract.destroy(err as Error);
+          return;
         }
-      } catch (err) {
-        fail(err as Error);
-        return;
+        if (!keep) {
+          stream.on('end', next);
+          stream.resume();
+          return;
+        }
+        const type = header.type === 'contiguous-file' ? 'file' : header.type;
+        const outHeader = { ...header, type, name: inner!, linkname, uid: 0, gid: 0, uname: undefined, gname: undefined };
+        const entry = pack.entry(outHeader, (err) => next(err ?? undefined));
+        stream.pipe(entry as unknown as NodeJS.WritableStream);
+      };
+      if (filter.steps - yieldedAt > YIELD_STEPS) {
+        yieldedAt = filter.steps;
+        setImmediate(handle);
+      } else {
+        handle();
       }
-      if (!keep) {
-        stream.on('end', next);
-        stream.resume();
-        return;
-      }
-      const type = header.type === 'contiguous-file' ? 'file' : header.type;
-      const outHeader = { ...header, type, name: inner!, linkname, uid: 0, gid: 0, uname: undefined, gname: undefined };
-      const entry = pack.entry(outHeader, (err) => next(err ?? undefined));
-      stream.pipe(entry as unknown as NodeJS.WritableStream);
-    };
-    if (filter.steps - yieldedAt > YIELD_STEPS) {
-      yieldedAt = filter.steps;
-      setImmediate(handle);
-    } else {
-      handle();
-    }
+    });
+    extract.on('finish', () => resolve());
+    extract.on('error', (err: Error) => reject(err));
+    source.on('error', (err: Error) => extract.destroy(err));
+    source.on('data', () => sources.emit('data'));
+    source.pipe(extract as unknown as NodeJS.WritableStream);
   });
-  extract.on('finish', () => pack.finalize());
-  extract.on('error', (err: Error) => fail(err));
-  (source as Readable).on('error', (err: Error) => extract.destroy(err));
-  source.pipe(extract as unknown as NodeJS.WritableStream);
-  return out;
+  (async () => {
+    for (const open of opens) {
+      if (sources.destroyed) throw new Error('the context was abandoned');
+      const source = (await open()) as Readable | undefined;
+      if (!source) continue;
+      sources.current = source;
+      if (sources.destroyed) source.destroy();
+      await one(source);
+      sources.current = undefined;
+    }
+    pack.finalize();
+  })().catch((err: Error) => fail(err));
+  return { context: out };
 }
 
 const TAR_KINDS: Record<string, string> = {

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { keyPath, testEnv } from './env.js';
 
-/** Files of a commit: text, content with a mode, or a symbolic link to `symlink`. */
-export type Files = Record<string, string | { content: string | Buffer; mode: number } | { symlink: string }>;
+/** Files of a commit: text, content with a mode, a symbolic link to `symlink`, or null: the file goes. */
+export type Files = Record<string, string | { content: string | Buffer; mode: number } | { symlink: string } | null>;
 
 const sshCommand = () =>
   `ssh -i ${keyPath('deploy_ed25519')} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR`;
@@ -15,6 +15,7 @@ function writeFiles(dir: string, files: Files): void {
     const file = path.join(dir, name);
     mkdirSync(path.dirname(file), { recursive: true });
     rmSync(file, { force: true });
+    if (spec === null) continue;
     if (typeof spec === 'object' && 'symlink' in spec) {
       symlinkSync(spec.symlink, file);
       continue;
