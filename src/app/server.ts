@@ -10,6 +10,7 @@ import { removeOrphanKeys } from '../vcs/orphan-keys.js';
 import { migrateCloneCaches } from '../pipeline/clone-cache.js';
 import { closeSshMasters } from '../vcs/ssh-master.js';
 import { dropSpares } from '../pipeline/spare-networks.js';
+import { settleAllBackground } from '../docker/background.js';
 import { BuildService } from '../service/service.js';
 import { History } from '../store/files/history.js';
 import { createMetrics } from '../service/metrics.js';
@@ -119,6 +120,8 @@ export async function startServer(config: ServerConfig, log: ServerLog): Promise
       }
       clearTimeout(timer);
       log('git-ssh-closed', { connections: await closeSshMasters(config.workDir, config.toolEnv) });
+      // Removals the builds left for quieter moments run now (bounded).
+      await settleAllBackground(Math.min(config.shutdownGraceMs, 10_000), true);
       await dropSpares(log);
       // The final commit statuses of the last builds: a short wait, then they are given up (and logged).
       if (projects && !(await projects.statuses.settle(Math.min(config.shutdownGraceMs, 10_000)))) log('status-given-up', { reason: 'the server is stopping' });

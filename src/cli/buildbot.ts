@@ -2,6 +2,7 @@ import { loadConfig } from '../pipeline/config.js';
 import { EnginePool } from '../engines/pool.js';
 import { defaultEngineSpec } from '../engines/spec.js';
 import { errors, EXIT_FAILURE, isBuildError } from '../model/errors.js';
+import { settleAllBackground } from '../docker/background.js';
 import { requestOrExit } from '../request/parse.js';
 import { BuildService, DEFAULT_LOG_CAP_BYTES } from '../service/service.js';
 import { History } from '../store/files/history.js';
@@ -56,6 +57,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   try {
     return await followAsText(build, io, 1);
   } finally {
+    // The build's containers are removed after its exit record (src/docker/background.ts): this
+    // process is the one that knows them, so it waits for that before it exits.
+    await settleAllBackground(cleanupWaitMs);
     // Containers the engine could not remove (it was restarting) are retried for a bounded time:
     // this process is the only one that knows about them, apart from the server's orphan sweep.
     if (removals.size) {

@@ -76,6 +76,12 @@ export class BuildContainers {
     return container;
   }
 
+  /** A container made by someone else (a spare namespace) that is the build's from now on. */
+  adopt(container: Docker.Container): void {
+    if (this.ended) void this.removeOne(container);
+    else this.live.add(container);
+  }
+
   async remove(container: Docker.Container): Promise<void> {
     this.live.delete(container);
     await this.removeOne(container);

@@ -139,8 +139,9 @@ export function boundCaches(ctx: BuildContext, paths: readonly string[]): void {
     const measured = (await sizes).filter((v) => v.size >= 0).sort((a, b) => b.size - a.size);
     let total = measured.reduce((sum, v) => sum + v.size, 0);
     if (total <= max) return;
-    // A volume goes only once no container uses it: the builder's removal, started by the test step.
-    await ctx.builderRemoved;
+    // A volume goes only once no container uses it: the builder's removal, started by the test step;
+    // a build that ended before it removes its containers here, not after its exit.
+    await (ctx.builderRemoved ?? ctx.containers.removeAll());
     for (const volume of measured) {
       if (total <= max) break;
       try {

@@ -49,6 +49,8 @@ export interface BuildContext {
   /** Network namespaces made ahead for the builder and the test container (src/docker/netns.ts), if any. */
   builderNetwork?: Promise<Docker.Container | undefined>;
   testNetwork?: Promise<Docker.Container | undefined>;
+  /** The build's start is over (its builder runs, or its image step begins): background engine work may run (src/docker/background.ts). */
+  readonly buildStarted: () => void;
   /** Set when the build is traced (BUILDBOT_TRACE=1). */
   readonly trace?: BuildTrace;
   readonly hooks?: BuildHooks;

@@ -15,6 +15,7 @@ import { createBuildSignal, timeLimitOf } from './build-signal.js';
 import { Watchdog } from '../docker/watchdog.js';
 import { lastBuilderImage, networkAhead } from './networks.js';
 import { keepSpare, takeSpare } from './spare-networks.js';
+import { engineBackground } from '../docker/background.js';
 import { BuildTrace, traceEngine, withTrace } from '../log/trace.js';
 import { builderStep } from './steps/builder.js';
 import { buildScriptStep } from './steps/build-script.js';
@@ -64,8 +65,10 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
   }
   // The build's own signal: the caller's, the time limit and the watchdog's stalls in one.
   const buildSignal = createBuildSignal(signal, limit, Math.floor(config.buildTimeoutMs / 1000));
+  const startEnded = engineBackground(docker).buildStarting();
   const ctx: BuildContext = {
     request, config, docker, buildId, log, out,
+    buildStarted: startEnded,
     signal: buildSignal.signal,
     watchdog: new Watchdog(config.stallTimeoutMs, buildSignal.fail, (probe) => (docker.ping as (opts: object) => Promise<unknown>).call(docker, { abortSignal: probe })),
     trace: config.trace ? new BuildTrace() : undefined,
@@ -103,6 +106,7 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
       log('build-internal-error', { build: buildId, stack: redactor.redact(failure instanceof Error ? failure.stack ?? message : message) });
     }
   } finally {
+    startEnded();
     buildSignal.dispose();
     const cleanupDone = ctx.trace?.step('cleanup');
     await withTrace(ctx.trace, () => cleanUp(ctx));
@@ -121,6 +125,8 @@ export async function runBuild(request: BuildRequest, io: BuildIO, signal: Abort
   // The next build of the service finds its builder's namespace ready (made after this one's end).
   const builderImage = lastBuilderImage(perEngine(config, request.serviceId));
   if (exitCode === EXIT_OK && builderImage) keepSpare(docker, config, request.serviceId, builderImage, log);
+  // The build's containers go after its exit record, when no build is starting (src/docker/background.ts).
+  void engineBackground(docker).run(() => removeContainers(ctx));
   return exitCode;
 }
 
@@ -136,12 +142,20 @@ async function cleanUp(ctx: BuildContext): Promise<void> {
   ]);
   clearTimeout(timer);
   if (!settled) ctx.log('cleanup-failed', { build: ctx.buildId, error: `background work still running after ${BACKGROUND_WAIT_MS / 1000} s` });
-  const tasks = [() => ctx.containers.removeAll(), ...ctx.cleanups.reverse()];
-  for (const task of tasks) {
+  // The containers go after the exit record (removeContainers); nothing here waits for them.
+  for (const task of ctx.cleanups.reverse()) {
     try {
       await task();
     } catch (err) {
       ctx.log('cleanup-failed', { build: ctx.buildId, error: ctx.out.redactor.redact((err as Error).message) });
     }
+  }
+}
+
+async function removeContainers(ctx: BuildContext): Promise<void> {
+  try {
+    await ctx.containers.removeAll();
+  } catch (err) {
+    ctx.log('cleanup-failed', { build: ctx.buildId, error: ctx.out.redactor.redact((err as Error).message) });
   }
 }

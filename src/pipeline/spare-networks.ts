@@ -8,6 +8,7 @@ import { limitsHostConfig } from '../docker/limits.js';
 import { startNetworkHolder } from '../docker/netns.js';
 import { Watchdog } from '../docker/watchdog.js';
 import { inBackground, type BuildContext } from './context.js';
+import { engineBackground } from '../docker/background.js';
 import type { ServerLog } from '../log/server-log.js';
 
 /**
@@ -33,6 +34,8 @@ const MAKE_TIMEOUT_MS = 30_000;
 interface Spare {
   image: string;
   holders: Array<Promise<Docker.Container | undefined>>;
+  /** Made (or failed): until then a build leaves the spare alone and makes its own namespace. */
+  ready: boolean;
   timer: NodeJS.Timeout;
 }
 
@@ -74,9 +77,13 @@ export function keepSpare(docker: Docker, config: Config, serviceId: string, ima
         return undefined;
       });
   };
+  // Made when no build is starting (src/docker/background.ts): back to back, the next build's start
+  // is not slowed by it; that build makes its own namespace, the one after it takes this spare.
+  const holders = Array.from({ length: PER_SERVICE }, () => engineBackground(docker).run(make).then((holder) => holder ?? undefined));
   const spare: Spare = {
     image,
-    holders: Array.from({ length: PER_SERVICE }, make),
+    holders,
+    ready: false,
     timer: setTimeout(() => {
       if (spares.get(key) !== spare) return;
       spares.delete(key);
@@ -84,6 +91,7 @@ export function keepSpare(docker: Docker, config: Config, serviceId: string, ima
     }, config.spareNetworkSeconds * 1000),
   };
   spare.timer.unref();
+  void Promise.all(holders).then(() => (spare.ready = true));
   spares.set(key, spare);
 }
 
@@ -102,6 +110,7 @@ export function takeSpare(ctx: BuildContext, image: string | undefined): Promise
     void Promise.all(spare.holders.map((holder) => discard(holder, ctx.log)));
     return undefined;
   }
+  if (!spare.ready) return undefined;
   const taken = spare.holders.shift()!;
   if (!spare.holders.length) {
     spares.delete(key);
@@ -110,7 +119,7 @@ export function takeSpare(ctx: BuildContext, image: string | undefined): Promise
   return inBackground(ctx, async () => {
     const holder = await taken;
     if (!holder) return undefined;
-    ctx.cleanups.push(() => ctx.containers.remove(holder));
+    ctx.containers.adopt(holder);
     // The engine may have restarted, or someone removed it: a dead holder has no namespace to join.
     const running = await holder.inspect({ abortSignal: ctx.signal } as object).then((info) => info.State.Running, () => false);
     return running ? holder : undefined;

@@ -6,8 +6,18 @@ import { testEnv } from './env.js';
 export const docker = new Docker();
 
 /** Containers a build left behind: the product labels every container it creates. */
+/**
+ * The containers of builds, once those of ended builds have gone: a server removes them after the
+ * build's exit record, when no build is starting (src/docker/background.ts), so this waits up to
+ * 20 s for none to be left and then answers what is left.
+ */
 export async function buildContainers(): Promise<Docker.ContainerInfo[]> {
-  return docker.listContainers({ all: true, filters: { label: ['io.buildbot.build'] } });
+  const list = () => docker.listContainers({ all: true, filters: { label: ['io.buildbot.build'] } });
+  for (const end = Date.now() + 20_000; Date.now() < end; await new Promise((resolve) => setTimeout(resolve, 100))) {
+    const now = await list();
+    if (!now.length) return now;
+  }
+  return list();
 }
 
 /** The build containers of one role: builder, test, or network (a namespace made ahead, src/docker/netns.ts). */

@@ -75,6 +75,7 @@ export const buildScriptStep: Step = {
       return container.putArchive(tar, { path: '/', abortSignal: ctx.signal } as object);
     });
     const code = await runAttached(container, ctx.out.stdout, ctx.out.stderr, ctx.signal, { watchdog: ctx.watchdog, doing: 'running build.sh' }, () => {
+      ctx.buildStarted();
       rememberBuilderImage(perEngine(ctx.config, ctx.request.serviceId), image);
       // The test container's network namespace is made while build.sh runs, once the builder
       // runs: started beside it, it slowed the builder's own start.

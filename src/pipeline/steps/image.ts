@@ -1,10 +1,9 @@
-import { errors } from '../../model/errors.js';
+import { errors, isBuildError } from '../../model/errors.js';
 import { createContextFilter } from '../../context/filter.js';
 import { readRepoFile } from '../../context/repo-file.js';
 import { ArchiveSources, LinkOutOfPart, linksWithin, packDirectory, readSingleFile, repackArchive, repackArchives, type ContextStream } from '../../context/tar.js';
 import { contextNeeds } from '../../context/dockerfile-context.js';
 import type { ContextFilter } from '../../context/filter.js';
-import { isBuildError } from '../../errors.js';
 import tar from 'tar-stream';
 import { DEFAULT_DOCKERFILE } from '../../request/build-options.js';
 import { statusOf } from '../../docker/engine.js';
@@ -21,6 +20,7 @@ export const imageStep: Step = {
   name: 'image',
   describe: ({ request }) => `docker build of ${request.image}:${request.tags.join(', :')}`,
   async run(ctx) {
+    ctx.buildStarted();
     const { request } = ctx;
     const labels = {
       'org.opencontainers.image.revision': ctx.commit!,
