@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EngineBackground } from '../../src/docker/background.js';
 
 describe('engine work no build waits for (issue 22, row b2b)', () => {
+  // The queue's own timer does not keep a process alive (a server or buildbot.sh has other handles): this does, here.
+  let keep: NodeJS.Timeout;
+  before(() => (keep = setInterval(() => {}, 1000)));
+  after(() => clearInterval(keep));
   it('runs one task at a time, in order, and gives each its result', async () => {
     const bg = new EngineBackground(10_000);
     let running = 0;
