@@ -9,6 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import { quote } from 'shell-quote';
 import { buildArgs } from '../test/helpers/build.js';
 import { SecondEngine } from '../test/helpers/engine.js';
 import { engineSocket } from '../test/helpers/env.js';
@@ -40,7 +41,8 @@ async function api(server: ServerProcess, method: string, route: string): Promis
 /** One build over SSH, timed from spawn to exit; its summary from the API (the newest build of the service). */
 async function build(server: ServerProcess, service: string, repo: GitRepo, revision: string): Promise<{ ms: number; summary: Summary }> {
   const t0 = performance.now();
-  const r = await ssh(server, ['buildbot.sh', ...buildArgs({ service, repo: repo.url, revision, image: `bench/${service}`, tags: ['latest'] })]);
+  // One word for ssh: it joins its arguments with spaces for the remote side to split again.
+  const r = await ssh(server, [quote(['buildbot.sh', ...buildArgs({ service, repo: repo.url, revision, image: `bench/${service}`, tags: ['latest'] })])]);
   const ms = performance.now() - t0;
   if (r.code !== 0) throw new Error(`build of ${service} exited ${r.code}: ${r.stderr.slice(-2000)}`);
   const { builds } = (await api(server, 'GET', `/api/v1/builds?service=${encodeURIComponent(service)}&limit=1`)) as { builds: Summary[] };
