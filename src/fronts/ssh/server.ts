@@ -164,7 +164,8 @@ export async function startSshFront(config: SshFrontConfig, hostKey: { privateKe
 
   function runJob(channel: ServerChannel, commandLine: string, addr: string): void {
     if (stopping) {
-      void refuse(channel, 'the server is shutting down; try again once it is back');
+      const refusal = errors.shuttingDown();
+      void refuse(channel, refusal.message, refusal.exitCode);
       return;
     }
     const controller = new AbortController();
