@@ -11,14 +11,17 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const CONFIG = path.join(ROOT, '.dependency-cruiser.cjs');
 const DEPCRUISE = path.join(ROOT, 'node_modules', 'dependency-cruiser', 'bin', 'dependency-cruise.mjs');
 
+const plain = (text: string) => text.replace(/\x1b\[[0-9;]*m/g, '');
+
 /** dependency-cruiser's verdict on the tree under cwd: its exit code and what it printed. */
 async function cruise(cwd: string): Promise<{ code: number; out: string }> {
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [DEPCRUISE, 'src', '--config', CONFIG, '--output-type', 'err'], { cwd, maxBuffer: 8 << 20 });
-    return { code: 0, out: stdout + stderr };
+    // No colours: with CI=true set (as CI runs) chalk colours the names, and the matches below miss.
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [DEPCRUISE, 'src', '--config', CONFIG, '--output-type', 'err'], { cwd, maxBuffer: 8 << 20, env: { ...process.env, FORCE_COLOR: '0', NO_COLOR: '1' } });
+    return { code: 0, out: plain(stdout + stderr) };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: e.code ?? -1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` };
+    return { code: e.code ?? -1, out: plain(`${e.stdout ?? ''}${e.stderr ?? ''}`) };
   }
 }
 
