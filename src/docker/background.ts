@@ -1,3 +1,5 @@
+import { untilIdle } from './idle.js';
+
 /**
  * Engine work no build waits for: the removal of a build's containers after its exit record, and
  * the spare namespaces made for a service's next build. A rebuild started right after the previous
@@ -53,14 +55,7 @@ export class EngineBackground {
   /** Resolves true once nothing is queued or running, false after timeoutMs. */
   async settle(timeoutMs: number): Promise<boolean> {
     if (!this.busy && !this.queue.length) return true;
-    let timer: NodeJS.Timeout | undefined;
-    let done!: () => void;
-    const emptied = new Promise<boolean>((resolve) => (done = () => resolve(true)));
-    this.idle.add(done);
-    const result = await Promise.race([emptied, new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)))]);
-    clearTimeout(timer);
-    this.idle.delete(done);
-    return result;
+    return untilIdle(this.idle, timeoutMs);
   }
 
   get pending(): number {

@@ -2,6 +2,7 @@ import type Docker from 'dockerode';
 import type { ServerLog } from '../log/server-log.js';
 import { engineMessage, statusOf } from './engine.js';
 import { isEngineConnectionLoss } from './wait.js';
+import { untilIdle } from './idle.js';
 
 /**
  * How long one removal may wait for the engine's answer. The engine kills the container at once
@@ -96,14 +97,7 @@ export class Removals {
   /** Resolves true once no removal is pending, or false after timeoutMs. */
   async settle(timeoutMs: number): Promise<boolean> {
     if (this.pending.size === 0) return true;
-    let timer: NodeJS.Timeout | undefined;
-    let done!: () => void;
-    const emptied = new Promise<boolean>((resolve) => (done = () => resolve(true)));
-    this.idle.add(done);
-    const result = await Promise.race([emptied, new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)))]);
-    clearTimeout(timer);
-    this.idle.delete(done);
-    return result;
+    return untilIdle(this.idle, timeoutMs);
   }
 
   /** Stops retrying; what is left is logged (the orphan sweep of the next start removes it). */
